@@ -1,0 +1,62 @@
+"""Build the authentication parts from the configuration."""
+
+import os
+import sys
+
+from twisted.logger import Logger
+
+from sysadmd.auth.backends import PamBackend, UsersBackend
+from sysadmd.auth.bans import BanList
+from sysadmd.auth.handlers import Authenticator
+from sysadmd.auth.keys_file import KeysFile
+from sysadmd.auth.signatures import find_signer
+from sysadmd.auth.tokens import TokenStore
+from sysadmd.auth.users_file import UsersFile
+from sysadmd.config import ConfigError
+
+log = Logger()
+
+
+def admin_command():
+    """The path of ``sysadmd-admin`` beside the running interpreter (the same install)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "sysadmd-admin")
+    return candidate if os.path.exists(candidate) else "sysadmd-admin"
+
+
+def build_auth(reactor, config, errors):
+    """Return ``(tokens, bans, authenticator)``; configuration problems go to ``errors``."""
+    auth = config["auth"]
+    tokens = TokenStore(reactor, auth["token_ttl"])
+    bans = BanList(
+        reactor, auth["max_failures"], auth["failure_window"], auth["ban_seconds"], auth["ban_loopback"]
+    )
+    backends = []
+    for name in auth["backends"]:
+        if name == "pam":
+            try:
+                backends.append(
+                    PamBackend(reactor, auth["pam_service"], auth["full_groups"], auth["limited_groups"])
+                )
+            except ValueError as e:
+                errors.append(ConfigError(config.source, "auth", "pam_service", str(e)))
+        elif name == "users":
+            users_path = config.path("auth", "users_file", "users")
+            users = UsersFile(users_path)
+            try:
+                existing = users.list()
+            except Exception as e:
+                errors.append(ConfigError(config.source, "auth", "users_file", str(e)))
+                continue
+            if not existing:
+                log.warn(
+                    "No user exists yet; create one with: {command} user add admin "
+                    "--role full --users-file {path}",
+                    command=admin_command(),
+                    path=users_path,
+                )
+            backends.append(UsersBackend(reactor, users))
+    keys = KeysFile(config.path("auth", "keys_file", "keys"))
+    authenticator = Authenticator(
+        reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"]
+    )
+    return tokens, bans, authenticator

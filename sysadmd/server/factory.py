@@ -1,0 +1,87 @@
+"""The WebSocket server factory: shared state of every connection."""
+
+from collections import Counter
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet import defer
+from twisted.logger import Logger
+
+import sysadmd
+from sysadmd.server.framing import prepare_text
+from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
+
+CLOSE_HANDSHAKE_TIMEOUT = 5.0
+
+
+class SysadmServerFactory(WebSocketServerFactory):
+    """Builds :class:`SysadmServerProtocol` connections sharing the router, the event
+    hub, the token store and the ban list. ``reactor`` is used for every timer."""
+
+    protocol = SysadmServerProtocol
+    noisy = False  # we log connections ourselves, with the peer
+    _log = Logger()
+
+    def __init__(self, reactor, settings, router, hub, tokens, bans):
+        super().__init__(reactor=reactor, server=f"sysadmd/{sysadmd.__version__}")
+        self.settings = settings
+        self.router = router
+        self.hub = hub
+        self.tokens = tokens
+        self.bans = bans
+        self.setProtocolOptions(
+            maxMessagePayloadSize=settings.max_message_bytes,
+            maxFramePayloadSize=settings.max_message_bytes,
+            openHandshakeTimeout=settings.handshake_timeout,
+            closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT,
+            autoPingInterval=settings.ping_interval,
+            autoPingTimeout=settings.ping_interval,
+            webStatus=False,
+            # Send a close frame with the reason code (e.g. 1009) instead of just dropping.
+            failByDrop=False,
+        )
+        self._connections = set()
+        self._open = set()
+        self._per_host = Counter()
+
+    prepare = staticmethod(prepare_text)
+
+    # Connection registry
+
+    def connection_made(self, protocol):
+        """A TCP connection arrived (before its handshake)."""
+        self._connections.add(protocol)
+        self._per_host[protocol.peer_host] += 1
+
+    def connection_lost(self, protocol):
+        """A connection is gone."""
+        self._connections.discard(protocol)
+        self._open.discard(protocol)
+        self._per_host[protocol.peer_host] -= 1
+        if self._per_host[protocol.peer_host] <= 0:
+            del self._per_host[protocol.peer_host]
+
+    def opened(self, protocol):
+        """A connection completed its WebSocket handshake."""
+        self._open.add(protocol)
+
+    def count_from(self, host):
+        """Connections from ``host`` now, including the one asking."""
+        return self._per_host[host]
+
+    @property
+    def open_connections(self):
+        """The number of open WebSocket connections."""
+        return len(self._open)
+
+    def close_all(self, code=CLOSE_GOING_AWAY, reason="Server shutting down"):
+        """Close every connection (open ones with ``code``); fires when all are gone."""
+        waits = []
+        for protocol in list(self._connections):
+            waits.append(protocol.lost)
+            if protocol in self._open and protocol.state == protocol.STATE_OPEN:
+                protocol.close_with(code, reason)
+            elif protocol.transport is not None:
+                protocol.transport.abortConnection()
+        if waits:
+            self._log.info("closing {count} connection(s)", count=len(waits))
+        return defer.DeferredList(waits).addCallback(lambda _: None)

@@ -1,0 +1,95 @@
+"""One connection's outgoing frames, bounded for subscribers that stop reading.
+
+The queue is a push producer registered with the transport: when the kernel and the
+transport's own buffer are full, Twisted pauses it, and frames wait here instead. Events
+wait only while their bytes stay within ``limit``; beyond it they are dropped and counted
+(the client is told how many once it has caught up) or the connection is closed with
+1008, as configured. Replies are never dropped: a client gets them only by asking.
+"""
+
+from collections import deque
+
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from sysadmd.server import envelope
+
+DROP = "drop"
+DISCONNECT = "disconnect"
+
+
+@implementer(IPushProducer)
+class Outbound:
+    """Ordered, bounded outgoing frames for one connection.
+
+    ``write(prepared)`` sends a prepared message now; ``prepare(payload)`` frames bytes;
+    ``overflow()`` is called once when a subscriber overflows in ``disconnect`` mode.
+    """
+
+    def __init__(self, write, prepare, limit, mode, overflow):
+        self._write = write
+        self._prepare = prepare
+        self.limit = limit
+        self.mode = mode
+        self._overflow = overflow
+        self._queue = deque()
+        self.queued_bytes = 0
+        self.dropped = 0
+        self.paused = False
+        self.closed = False
+
+    def send_frame(self, frame):
+        """Send a reply or notice (never dropped)."""
+        self._push(self._prepare(envelope.encode(frame)), None)
+
+    def send_event(self, event):
+        """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
+        self._push(event.prepared(), event)
+
+    def _push(self, prepared, event):
+        if self.closed:
+            return
+        if not self.paused and not self._queue:
+            self._write(prepared)
+            return
+        size = len(prepared.payloadHybi)
+        # Once dropping has started it goes on until the queue drains, so the client
+        # sees one gap (and its count), not a trickle of holes.
+        if event is not None and (self.dropped or self.queued_bytes + size > self.limit):
+            event.channel.dropped += 1
+            if self.mode == DISCONNECT:
+                self.close()
+                self._overflow()
+            else:
+                self.dropped += 1
+            return
+        self._queue.append((prepared, size))
+        self.queued_bytes += size
+
+    def _flush(self):
+        while self._queue and not self.paused and not self.closed:
+            prepared, size = self._queue.popleft()
+            self.queued_bytes -= size
+            self._write(prepared)
+        if self.dropped and not self._queue and not self.paused and not self.closed:
+            count, self.dropped = self.dropped, 0
+            self._write(self._prepare(envelope.encode(envelope.event("dropped", {"count": count}))))
+
+    def pauseProducing(self):
+        """The transport's buffer is full: queue from now on."""
+        self.paused = True
+
+    def resumeProducing(self):
+        """The transport drained: send what waited."""
+        self.paused = False
+        self._flush()
+
+    def stopProducing(self):
+        """The connection is going away."""
+        self.close()
+
+    def close(self):
+        """Forget queued frames and accept no more."""
+        self.closed = True
+        self._queue.clear()
+        self.queued_bytes = 0

@@ -1,0 +1,228 @@
+"""The WebSocket side of a client connection.
+
+Each connection owns a :class:`sysadmd.server.session.Session` and an
+:class:`sysadmd.server.outbound.Outbound`. Frames carry the envelope described in
+``sysadmd.server.envelope``. Limits enforced here:
+
+- before authentication a frame may be at most ``preauth_max_message_bytes`` and the
+  connection is closed (1008) after ``auth_timeout``; afterwards ``max_message_bytes``
+  (Autobahn closes with 1009 past it);
+- ``idle_timeout`` seconds without an incoming message close it (1000);
+- at most ``max_inflight_requests`` requests are handled at once, after which the
+  connection's socket is not read until one finishes (backpressure, not errors).
+"""
+
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from sysadmd.server import envelope
+from sysadmd.server.outbound import Outbound
+from sysadmd.server.session import Session
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+def _origin_host(origin):
+    parts = urlsplit(origin)
+    return (parts.hostname or "").lower(), parts.port or {"https": 443, "http": 80}.get(
+        parts.scheme
+    )
+
+
+def _host_header(host, secure):
+    parts = urlsplit("//" + (host or ""))
+    return (parts.hostname or "").lower(), parts.port or (443 if secure else 80)
+
+
+class SysadmServerProtocol(WebSocketServerProtocol):
+    """One client connection to the daemon."""
+
+    _log = Logger()
+
+    session = None
+    outbound = None
+
+    def connectionMade(self):
+        """Count the connection against its address before the handshake."""
+        peer = self.transport.getPeer()
+        self.peer_host = getattr(peer, "host", "unix")
+        self.lost = defer.Deferred()
+        self._auth_call = self._idle_call = None
+        self._inflight = 0
+        self._reading_paused = False
+        self.factory.connection_made(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason):
+        """Release everything the connection held."""
+        try:
+            super().connectionLost(reason)
+        finally:
+            self._cancel_timers()
+            if self.session is not None:
+                self.session.close()
+            if self.outbound is not None:
+                self.outbound.close()
+            self.factory.connection_lost(self)
+            self.lost.callback(None)
+
+    def onConnect(self, request):
+        """Refuse banned addresses, too many connections and foreign browser origins."""
+        factory = self.factory
+        if factory.bans is not None and factory.bans.is_banned(self.peer_host):
+            self._log.info("refused connection from banned {peer}", peer=self.peer_host)
+            raise ConnectionDeny(429, "Too many failed logins from this address")
+        if factory.count_from(self.peer_host) > factory.settings.max_connections_per_ip:
+            self._log.warn("refused connection from {peer}: too many connections", peer=self.peer_host)
+            raise ConnectionDeny(503, "Too many connections from this address")
+        origin = request.headers.get("origin")
+        if origin and not self._origin_allowed(origin, request.host):
+            self._log.warn(
+                "refused browser connection from {peer}: origin {origin} not allowed",
+                peer=self.peer_host,
+                origin=origin,
+            )
+            raise ConnectionDeny(403, "Origin not allowed")
+        return None
+
+    def _origin_allowed(self, origin, host):
+        allowed = self.factory.settings.allowed_origins
+        if "*" in allowed or origin.rstrip("/") in (o.rstrip("/") for o in allowed):
+            return True
+        if allowed:
+            return False
+        # Default: the page must come from the host the browser connected to.
+        secure = getattr(self.factory, "isSecure", False)
+        return _origin_host(origin) == _host_header(host, secure)
+
+    def onOpen(self):
+        """Start the session with pre-authentication limits."""
+        factory = self.factory
+        settings = factory.settings
+        self.outbound = Outbound(
+            self._write_prepared,
+            factory.prepare,
+            settings.subscriber_buffer_bytes,
+            settings.slow_subscriber,
+            self._overflowed,
+        )
+        self.transport.registerProducer(self.outbound, True)
+        self.session = Session(
+            self.peer_host, self.outbound, factory.tokens, factory.hub, factory.reactor, self
+        )
+        self._set_message_limit(settings.preauth_max_message_bytes)
+        self._arm_auth_timeout()
+        if settings.idle_timeout > 0:
+            self._idle_call = factory.reactor.callLater(settings.idle_timeout, self._idle)
+        factory.opened(self)
+        self._log.info("client connected from {peer}", peer=self.peer_host)
+
+    def onClose(self, wasClean, code, reason):
+        """Log the end of an opened connection."""
+        if self.session is not None:
+            self._log.info(
+                "client {peer} disconnected (code {code})",
+                peer=self.peer_host,
+                user=self.session.user,
+                code=code,
+            )
+
+    # Session listener
+
+    def signed_in(self, session):
+        """Authentication succeeded: lift the pre-authentication limits."""
+        self._cancel(self._auth_call)
+        self._auth_call = None
+        self._set_message_limit(self.factory.settings.max_message_bytes)
+
+    def signed_out(self, session):
+        """Back to unauthenticated: pre-authentication limits again."""
+        self._set_message_limit(self.factory.settings.preauth_max_message_bytes)
+        self._arm_auth_timeout()
+
+    # Incoming
+
+    def onMessage(self, payload, isBinary):
+        """Decode and route one request; replies keep the connection open."""
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(self.factory.settings.idle_timeout)
+        try:
+            request = envelope.decode_request(payload)
+        except envelope.BadRequest as e:
+            self._log.debug("bad request from {peer}: {details}", peer=self.peer_host, details=e.details)
+            self.outbound.send_frame(self.factory.router.bad_request(e))
+            return
+        self._inflight += 1
+        if self._inflight >= self.factory.settings.max_inflight_requests and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        self.factory.router.handle(self.session, request).addCallback(self._answer)
+
+    def _answer(self, result):
+        frame, after = result
+        self._inflight -= 1
+        if self._reading_paused and self._inflight < self.factory.settings.max_inflight_requests:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        if self.state != self.STATE_OPEN:
+            return
+        self.outbound.send_frame(frame)
+        if after is not None:
+            after()
+
+    # Outgoing
+
+    def _write_prepared(self, prepared):
+        if self.state == self.STATE_OPEN:
+            self.sendPreparedMessage(prepared)
+
+    def _overflowed(self):
+        self._log.warn(
+            "closing slow subscriber {peer}: more than {limit} bytes of events waiting",
+            peer=self.peer_host,
+            limit=self.factory.settings.subscriber_buffer_bytes,
+        )
+        self.close_with(CLOSE_POLICY, "Too slow: event buffer full")
+
+    def close_with(self, code, reason):
+        """Start the closing handshake with any RFC 6455 code (Autobahn's ``sendClose``
+        only allows 1000 and 3000-4999, but we need 1001 and 1008 too)."""
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
+
+    # Timers
+
+    def _set_message_limit(self, limit):
+        self.maxMessagePayloadSize = limit
+        self.maxFramePayloadSize = limit
+
+    def _arm_auth_timeout(self):
+        self._cancel(self._auth_call)
+        timeout = self.factory.settings.auth_timeout
+        self._auth_call = self.factory.reactor.callLater(timeout, self._auth_timed_out) if timeout > 0 else None
+
+    def _auth_timed_out(self):
+        self._auth_call = None
+        self._log.info("closing {peer}: not authenticated in time", peer=self.peer_host)
+        self.close_with(CLOSE_POLICY, "Authentication timeout")
+
+    def _idle(self):
+        self._idle_call = None
+        self._log.info("closing {peer}: idle", peer=self.peer_host)
+        self.close_with(CLOSE_NORMAL, "Idle timeout")
+
+    @staticmethod
+    def _cancel(call):
+        if call is not None and call.active():
+            call.cancel()
+
+    def _cancel_timers(self):
+        self._cancel(self._auth_call)
+        self._cancel(self._idle_call)
+        self._auth_call = self._idle_call = None

@@ -1,0 +1,101 @@
+"""A client's session: who it is, and the sink its events and replies go to.
+
+A session does not know about WebSockets: a direct connection owns one, and a relayed
+client (through a bridge) can own one too.
+"""
+
+from twisted.logger import Logger
+
+from sysadmd.server import envelope
+
+
+class Session:
+    """One client's authentication state and outbound channel.
+
+    ``outbound`` provides ``send_frame(frame_dict)`` and ``send_event(event)``;
+    ``listener`` gets ``signed_in(session)`` / ``signed_out(session)`` calls.
+    """
+
+    log = Logger()
+
+    def __init__(self, peer_host, outbound, tokens, hub, clock, listener=None):
+        self.peer_host = peer_host
+        self.outbound = outbound
+        self._tokens = tokens
+        self._hub = hub
+        self._clock = clock
+        self._listener = listener
+        self.grant = None
+        # rpc/auth_ssl stage 1 state: (test_string, expires_at) or None
+        self.challenge = None
+        self._expiry_call = None
+
+    @property
+    def user(self):
+        """The authenticated user's name, or None."""
+        return self.grant.user if self.grant else None
+
+    @property
+    def access(self):
+        """'full', 'limited', or None before authentication."""
+        return self.grant.access if self.grant else None
+
+    def sign_in(self, grant):
+        """Attach an authenticated grant (replacing any earlier one)."""
+        self.grant = grant
+        self._arm_expiry()
+        if self._listener is not None:
+            self._listener.signed_in(self)
+
+    def sign_out(self):
+        """Drop authentication; the session's subscriptions end."""
+        was_signed_in = self.grant is not None
+        self.grant = None
+        self._cancel_expiry()
+        self._hub.drop(self.outbound)
+        if was_signed_in and self._listener is not None:
+            self._listener.signed_out(self)
+
+    def check(self):
+        """True when authenticated (extending the token); an expired or revoked token
+        signs the session out."""
+        if self.grant is None:
+            return False
+        if self._tokens.touch(self.grant):
+            return True
+        self.log.info(
+            "session of {user} from {peer} ended: token expired or revoked",
+            user=self.grant.user,
+            peer=self.peer_host,
+        )
+        self.sign_out()
+        return False
+
+    def close(self):
+        """The client is gone: release subscriptions and timers (the token stays valid
+        for reuse with rpc/auth_token until it expires)."""
+        self._cancel_expiry()
+        self._hub.drop(self.outbound)
+
+    def _arm_expiry(self):
+        self._cancel_expiry()
+        delay = max(0.0, self.grant.expires - self._clock.seconds())
+        self._expiry_call = self._clock.callLater(delay, self._expiry_due)
+
+    def _cancel_expiry(self):
+        if self._expiry_call is not None and self._expiry_call.active():
+            self._expiry_call.cancel()
+        self._expiry_call = None
+
+    def _expiry_due(self):
+        self._expiry_call = None
+        if self.grant is None:
+            return
+        if self._tokens.is_valid(self.grant):
+            # Extended since the timer was set: wait for the new expiry.
+            self._arm_expiry()
+            return
+        self.check()
+        self.outbound.send_frame(
+            envelope.error(None, 401, "Your session expired; authenticate again.")
+        )

@@ -1,0 +1,41 @@
+"""The connection limits a server factory enforces, gathered from the configuration."""
+
+from dataclasses import dataclass, field
+from typing import List
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Per-connection limits and timeouts (see ``[server]``, ``[auth]``, ``[events]``)."""
+
+    max_message_bytes: int = 65536
+    preauth_max_message_bytes: int = 8192
+    idle_timeout: float = 1800.0
+    auth_timeout: float = 30.0
+    ping_interval: float = 30.0
+    handshake_timeout: float = 10.0
+    max_connections_per_ip: int = 256
+    max_inflight_requests: int = 20
+    subscriber_buffer_bytes: int = 1048576
+    slow_subscriber: str = "drop"
+    allowed_origins: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config):
+        """Build from a :class:`sysadmd.config.Config`."""
+        server, auth, events = config["server"], config["auth"], config["events"]
+        return cls(
+            max_message_bytes=server["max_message_bytes"],
+            preauth_max_message_bytes=min(
+                auth["preauth_max_message_bytes"], server["max_message_bytes"]
+            ),
+            idle_timeout=server["idle_timeout"],
+            auth_timeout=auth["auth_timeout"],
+            ping_interval=server["ping_interval"],
+            handshake_timeout=server["handshake_timeout"],
+            max_connections_per_ip=server["max_connections_per_ip"],
+            max_inflight_requests=server["max_inflight_requests"],
+            subscriber_buffer_bytes=events["subscriber_buffer_bytes"],
+            slow_subscriber=events["slow_subscriber"],
+            allowed_origins=list(server["allowed_origins"]),
+        )

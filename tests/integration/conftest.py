@@ -1,0 +1,63 @@
+"""Fixtures for tests that run the real daemon."""
+
+import os
+import shutil
+
+import pytest
+
+from tests.integration.harness import BASE_CONFIG, Client, Daemon
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
+
+
+def install_ticker(tmp_path):
+    """Install the ticker plugin out of tree; returns the PYTHONPATH entry."""
+    root = tmp_path / "plugin-root"
+    (root / "sysadmd" / "plugins").mkdir(parents=True)
+    shutil.copy(os.path.join(FIXTURES, "ticker.py"), root / "sysadmd" / "plugins" / "ticker.py")
+    return str(root)
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """Start daemons with a given config (and the ticker plugin); stops them after."""
+    daemons = []
+
+    def make(config=BASE_CONFIG, ticker=True, start=True, **kwargs):
+        env = kwargs.pop("env", {})
+        if ticker:
+            env["PYTHONPATH"] = install_ticker(tmp_path)
+        daemon = Daemon(tmp_path, config, env=env, **kwargs)
+        daemons.append(daemon)
+        return daemon.start() if start else daemon
+
+    yield make
+    for daemon in daemons:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(make_daemon):
+    """A daemon with users admin (full) and viewer (limited)."""
+    d = make_daemon(start=False)
+    d.add_user("admin", "admin-secret-pw", "full")
+    d.add_user("viewer", "viewer-secret-pw", "limited")
+    return d.start()
+
+
+@pytest.fixture
+def client(daemon):
+    """An unauthenticated client of ``daemon``."""
+    c = Client(daemon.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def admin(daemon):
+    """A client signed in with full access."""
+    c = Client(daemon.url)
+    reply = c.login("admin", "admin-secret-pw")
+    assert reply["name"] == "response", reply
+    yield c
+    c.close()
