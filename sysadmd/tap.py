@@ -9,6 +9,8 @@ import sys
 
 from twisted.python import usage
 
+import sysadmd
+
 from sysadmd.auth.service import build_auth
 from sysadmd.config import ConfigError, ConfigErrors, find_default_config, load_config
 from sysadmd.events import handlers as event_handlers
@@ -122,6 +124,7 @@ class DaemonService(OrderedService):
         """Start children; take over SIGTERM once the reactor runs."""
         super().startService()
         self._reactor.callWhenRunning(self._handle_sigterm)
+        self.log.info("sysadmd {version} ready", version=sysadmd.__version__)
 
     def _handle_sigterm(self):
         # twistd re-raises SIGTERM at exit (status -15); service managers expect 0 from

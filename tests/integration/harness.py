@@ -20,6 +20,7 @@ BIN = os.path.dirname(sys.executable)
 TWISTD = os.path.join(BIN, "twistd")
 ADMIN = os.path.join(BIN, "sysadmd-admin")
 LISTENING = re.compile(r"sysadmd listening on (wss?://[^\s]+)")
+READY = re.compile(r"sysadmd \S+ ready")
 
 BASE_CONFIG = """\
 [server]
@@ -55,7 +56,7 @@ class Daemon:
         return self.urls[0]
 
     def start(self, timeout=30):
-        """Start twistd and wait until every endpoint is bound."""
+        """Start twistd and wait until it logs that it is ready (every endpoint bound)."""
         self.lines = []
         self.urls = []
         self._ready.clear()
@@ -69,7 +70,7 @@ class Daemon:
             text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout) or self.process.poll() is not None or not self.urls:
             self.stop()
             raise AssertionError("daemon did not start:\n" + self.log_text())
         return self
@@ -80,6 +81,7 @@ class Daemon:
             match = LISTENING.search(line)
             if match:
                 self.urls.append(match.group(1))
+            if READY.search(line):
                 self._ready.set()
         self._ready.set()
 
