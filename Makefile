@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATE := $(CURDIR)/.state
 
-.PHONY: run test clean
+.PHONY: run test docs clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The configuration reference in README.rst and etc/sysadmd.ini comes from the schema.
+docs: $(STAMP)
+	$(BIN)/python -m sysadmd.config.reference ini > etc/sysadmd.ini
+	$(BIN)/python -m sysadmd.config.reference readme README.rst
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -82,7 +82,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             self._log.warn("refused connection from {peer}: too many connections", peer=self.peer_host)
             raise ConnectionDeny(503, "Too many connections from this address")
         origin = request.headers.get("origin")
-        if origin and not self._origin_allowed(origin, request.host):
+        if origin and not self._origin_allowed(origin, request.headers.get("host", "")):
             self._log.warn(
                 "refused browser connection from {peer}: origin {origin} not allowed",
                 peer=self.peer_host,

@@ -1,0 +1,98 @@
+"""Generate the configuration reference from the schema, so the sample ini file and the
+README never drift from the code.
+
+    python -m sysadmd.config.reference ini   > etc/sysadmd.ini
+    python -m sysadmd.config.reference rst   # the README's "Configuration reference"
+    python -m sysadmd.config.reference readme README.rst   # rewrite it in place
+
+A unit test checks that both committed copies match this output.
+"""
+
+import sys
+import textwrap
+
+from sysadmd.config import schema
+
+INI_HEADER = """\
+# sysadmd configuration: every key, commented out, with its default.
+#
+# Install as /usr/local/etc/sysadmd.ini (FreeBSD) or /etc/sysadmd.ini, or pass
+# --config PATH. Uncomment and change what you need. Relative paths are relative to
+# this file's directory. Unknown sections and keys are errors.
+"""
+
+
+def _sections():
+    from sysadmd.events.discovery import discover_sources
+
+    sections = list(schema.SECTIONS.items())
+    for name, factory in sorted(discover_sources().items()):
+        sections.append((schema.SOURCE_PREFIX + name, factory.options))
+    return sections
+
+
+def render_ini():
+    """The sample configuration file."""
+    out = [INI_HEADER]
+    for section, options in _sections():
+        out.append(f"\n[{section}]\n")
+        for key, option in options.items():
+            for line in textwrap.wrap(option.doc, 86):
+                out.append(f"# {line}\n")
+            out.append(f"#{key} = {option.default}\n".replace(" = \n", " =\n"))
+    return "".join(out)
+
+
+def render_rst():
+    """The README's configuration reference (a definition list per section)."""
+    out = []
+    for section, options in _sections():
+        title = f"``[{section}]``"
+        out.append(f"{title}\n{'~' * len(title)}\n\n")
+        if not options:
+            out.append("No keys yet.\n\n")
+        for key, option in options.items():
+            default = f"``{option.default}``" if option.default else "empty"
+            out.append(f"``{key}`` (default: {default})\n")
+            for line in textwrap.wrap(option.doc, 86):
+                out.append(f"    {line}\n")
+            out.append("\n")
+    return "".join(out)
+
+
+BEGIN = ".. BEGIN CONFIG REFERENCE\n"
+END = ".. END CONFIG REFERENCE\n"
+
+
+def readme_region(text):
+    """The generated part of a README's text (between the markers)."""
+    start = text.index(BEGIN) + len(BEGIN)
+    return text[start:text.index(END, start)]
+
+
+def update_readme(text):
+    """``text`` with its generated region replaced by the current reference."""
+    start = text.index(BEGIN) + len(BEGIN)
+    end = text.index(END, start)
+    return text[:start] + "\n" + render_rst() + text[end:]
+
+
+def main(argv=None):
+    """Print the ini or rst reference, or update a README in place."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["readme"] and len(argv) == 2:
+        with open(argv[1], encoding="utf-8") as f:
+            text = f.read()
+        with open(argv[1], "w", encoding="utf-8") as f:
+            f.write(update_readme(text))
+        return 0
+    kinds = {"ini": render_ini, "rst": render_rst}
+    if len(argv) != 1 or argv[0] not in kinds:
+        sys.stderr.write("usage: python -m sysadmd.config.reference ini|rst|readme PATH\n")
+        return 2
+    sys.stdout.write(kinds[argv[0]]())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The committed configuration reference matches the schema and installed sources."""
+
+import os
+
+from sysadmd.config import load_config
+from sysadmd.config.reference import readme_region, render_ini, render_rst
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def read(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_sample_ini_is_current():
+    """etc/sysadmd.ini is what `make docs` generates (run it after changing a key)."""
+    assert read("etc/sysadmd.ini") == render_ini()
+
+
+def test_readme_reference_is_current():
+    """README.rst's configuration reference is what `make docs` generates."""
+    assert readme_region(read("README.rst")).strip() == render_rst().strip()
+
+
+def test_sample_ini_loads_as_the_defaults():
+    """The sample file is valid and, all commented out, gives the defaults."""
+    from sysadmd.events.discovery import discover_sources
+
+    factories = discover_sources()
+    options = {name: f.options for name, f in factories.items()}
+    sample = load_config(os.path.join(ROOT, "etc/sysadmd.ini"), source_options=options)
+    defaults = load_config(text="", source_options=options)
+    for section in ("server", "auth", "events", "dispatcher"):
+        assert sample[section] == defaults[section]
