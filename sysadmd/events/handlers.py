@@ -1,6 +1,10 @@
 """``events/subscribe`` and ``events/unsubscribe``."""
 
+from twisted.logger import Logger
+
 from sysadmd.server.router import Reply
+
+log = Logger()
 
 
 def register(router, hub):
@@ -8,10 +12,23 @@ def register(router, hub):
 
     def subscribe(session, args):
         names, replay = hub.subscribe(session.outbound, args)
+        log.info(
+            "{user} from {peer} subscribed to {sources}",
+            user=session.user,
+            peer=session.peer_host,
+            sources=names,
+        )
         return Reply({"subscribe": names}, after=replay)
 
     def unsubscribe(session, args):
-        return {"unsubscribe": hub.unsubscribe(session.outbound, args)}
+        names = hub.unsubscribe(session.outbound, args)
+        log.info(
+            "{user} from {peer} unsubscribed from {sources}",
+            user=session.user,
+            peer=session.peer_host,
+            sources=names,
+        )
+        return {"unsubscribe": names}
 
     router.register("events", "subscribe", subscribe)
     router.register("events", "unsubscribe", unsubscribe)
