@@ -7,14 +7,20 @@ from collections import defaultdict, deque
 def is_loopback(host):
     """Whether ``host`` (an address string) is a loopback address."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    # ::ffff:127.0.0.1 is how local clients look on a dual-stack listener; Python
+    # before 3.13 does not call it loopback.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 class BanList:
     """``max_failures`` failures within ``window`` seconds ban an address for
     ``ban_seconds``. Loopback is exempt unless ``ban_loopback``."""
+
+    PRUNE_AT = 10000
 
     def __init__(self, clock, max_failures, window, ban_seconds, ban_loopback=False):
         self._clock = clock
@@ -43,6 +49,8 @@ class BanList:
         if self._exempt(host):
             return False
         now = self._clock.seconds()
+        if len(self._failures) >= self.PRUNE_AT:
+            self._prune(now)
         failures = self._failures[host]
         failures.append(now)
         while failures and failures[0] <= now - self.window:
@@ -52,6 +60,14 @@ class BanList:
             self._banned_until[host] = now + self.ban_seconds
             return True
         return False
+
+    def _prune(self, now):
+        # Forget addresses whose failures all left the window, so many distinct
+        # addresses cannot grow this table without bound.
+        for host in [h for h, f in self._failures.items() if not f or f[-1] <= now - self.window]:
+            del self._failures[host]
+        for host in [h for h, until in self._banned_until.items() if until <= now]:
+            del self._banned_until[host]
 
     def record_success(self, host):
         """A successful login clears the address's failure count."""

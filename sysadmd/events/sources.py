@@ -28,6 +28,7 @@ class _Running:
         self.started = False
         self.attempts = 0
         self.retry_call = None
+        self.starting = None
         self.publish_failures = 0
 
 
@@ -57,6 +58,10 @@ class SourcesService(Service):
         """Build every enabled source, make it subscribable, and start it."""
         super().startService()
         for name in self.enabled_names():
+            if name not in self._factories:
+                # tap.py reports this as a configuration error; be safe when embedded.
+                self.log.error("event source {source} is not installed", source=name)
+                continue
             running = self._build(name)
             if running is not None:
                 self._running[name] = running
@@ -73,6 +78,7 @@ class SourcesService(Service):
         try:
             source = factory.build(context)
             verifyObject(IEventSource, source)
+            self._hub.add_source(source.name, source.frame_name, bool(source.replay_last))
         except Invalid as e:
             self.log.error(
                 "event source {source} disabled: {problem}", source=name, problem=str(e).strip()
@@ -81,7 +87,6 @@ class SourcesService(Service):
         except Exception:
             self.log.failure("event source {source} disabled: it failed to build", source=name)
             return None
-        self._hub.add_source(source.name, source.frame_name, bool(source.replay_last))
         return _Running(source.name, source)
 
     def _publisher(self, running):
@@ -106,14 +111,16 @@ class SourcesService(Service):
     def _start(self, running):
         running.retry_call = None
         running.attempts += 1
-        d = defer.maybeDeferred(running.source.start, self._publisher(running))
+        d = running.starting = defer.maybeDeferred(running.source.start, self._publisher(running))
 
         def started(_):
+            running.starting = None
             running.started = True
             running.attempts = 0
             self.log.info("event source {source} started", source=running.name)
 
         def failed(failure):
+            running.starting = None
             if not self.running:
                 return
             delay = min(RETRY_CAP, 2.0 ** (running.attempts - 1))
@@ -134,6 +141,9 @@ class SourcesService(Service):
         for running in self._running.values():
             if running.retry_call is not None and running.retry_call.active():
                 running.retry_call.cancel()
+            if running.starting is not None:
+                # A start still pending (a source that hangs) is abandoned.
+                running.starting.cancel()
             stops.append(self._stop(running))
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 

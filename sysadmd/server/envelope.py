@@ -11,6 +11,7 @@ The ``id`` is echoed exactly as sent (a string or a number).
 """
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,29 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large")
+    return value
+
+
+# A \uD800-\uDFFF escape may leave a lone surrogate, which no UTF-8 reply can carry.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def loads(text):
+    """Strict JSON: no NaN/Infinity, no numbers that overflow, no lone surrogates.
+    Raises ValueError (or RecursionError for absurd nesting)."""
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate escape") from None
+    return value
+
+
 def _valid_id(value):
     # bool is an int subclass, but true/false are not ids
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
@@ -69,7 +93,7 @@ def decode_request(payload):
     except UnicodeDecodeError:
         raise BadRequest("The message is not valid UTF-8.") from None
     try:
-        message = json.loads(text, parse_constant=_reject_constant)
+        message = loads(text)
     except (ValueError, RecursionError):
         raise BadRequest("The message is not valid JSON.") from None
     if not isinstance(message, dict):
@@ -109,5 +133,8 @@ def event(frame_name, args, frame_id="none"):
 
 
 def encode(frame):
-    """Serialize a frame to UTF-8 JSON bytes."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Serialize a frame to UTF-8 JSON bytes; ValueError (or UnicodeEncodeError, a
+    subclass) when it holds something JSON cannot carry (NaN, lone surrogates...)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from sysadmd.server import envelope
@@ -98,7 +99,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         if allowed:
             return False
         # Default: the page must come from the host the browser connected to.
-        secure = getattr(self.factory, "isSecure", False)
+        secure = ISSLTransport.providedBy(self.transport)
         return _origin_host(origin) == _host_header(host, secure)
 
     def onOpen(self):
@@ -172,7 +173,15 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             self.transport.resumeProducing()
         if self.state != self.STATE_OPEN:
             return
-        self.outbound.send_frame(frame)
+        try:
+            self.outbound.send_frame(frame)
+        except ValueError:
+            # A handler returned something JSON cannot carry: a bug, not the client's.
+            self._log.failure("cannot encode the reply to {peer}", peer=self.peer_host)
+            self.outbound.send_frame(
+                envelope.error(frame.get("id"), 500, "The server failed to encode its reply; the failure is logged.")
+            )
+            return
         if after is not None:
             after()
 
