@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATE := $(CURDIR)/.state
 
-.PHONY: run test docs clean
+.PHONY: run test docs bench conformance clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,23 @@ run: $(STAMP)
 	    --set server.state_dir=$(STATE) --set auth.backends=users
 
 test: $(STAMP)
+	sh tests/browser/setup.sh
 	$(BIN)/python -m pytest tests
+
+# Speed and memory as ratios to baselines run alongside (bench/README.md); BENCH_QUICK=1
+# for a shorter run. Needs node and npm (the load client is installed with npm ci).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# The Autobahn|Testsuite against the daemon's echo mode, compression off then on
+# (conformance/run.py); installs the suite in a Python 2.7 virtualenv under build/.
+conformance: $(STAMP)
+	$(BIN)/python conformance/run.py
 
 # The configuration reference in README.rst and etc/sysadmd.ini comes from the schema.
 docs: $(STAMP)
 	$(BIN)/python -m sysadmd.config.reference ini > etc/sysadmd.ini
+	$(BIN)/python -m sysadmd.config.reference bridge-ini > etc/sysadm-bridge.ini
 	$(BIN)/python -m sysadmd.config.reference readme README.rst
 
 clean:

@@ -13,7 +13,10 @@ setup(
     # twisted/plugins has no __init__.py on purpose (it would shadow Twisted's own
     # plugins), so find_packages() cannot see it: list it explicitly.
     packages=find_packages(include=["sysadmd", "sysadmd.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["sysadmd_plugins.py"]},
+    package_data={
+        "twisted.plugins": ["sysadmd_plugins.py"],
+        "sysadmd.web": ["dashboard/*.html", "dashboard/*.js", "dashboard/*.css"],
+    },
     include_package_data=True,
     install_requires=[
         "twisted[tls]>=23.10",
@@ -26,6 +29,8 @@ setup(
         "cryptography>=41",
         # System accounts (the default `pam` backend) without a C extension of our own.
         "python-pam>=2.0",
+        # GET /metrics: the Prometheus text format, exposition and content type done right.
+        "prometheus_client>=0.17",
     ],
     extras_require={
         # websockets: an independent, synchronous WebSocket client for the integration tests.
@@ -34,6 +39,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sysadmd-admin = sysadmd.admin.cli:main",
+            "sysadm = sysadmd.client.cli:main",
         ],
     },
     classifiers=[

@@ -12,19 +12,27 @@ from twisted.python import usage
 import sysadmd
 
 from sysadmd.auth.service import build_auth
+from sysadmd.bridge.links import BridgeLinksService, prepare_links, register_settings
 from sysadmd.config import ConfigError, ConfigErrors, find_default_config, load_config
+from sysadmd.dispatcher import api as dispatcher_api
+from sysadmd.dispatcher.service import build_dispatcher
 from sysadmd.events import handlers as event_handlers
 from sysadmd.events.discovery import discover_sources
 from sysadmd.events.hub import EventHub
 from sysadmd.events.sources import SourcesService
 from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.server.endpoints import prepare_endpoints
+from sysadmd.server.endpoints import is_loopback_endpoint, prepare_endpoints
 from sysadmd.server.factory import SysadmServerFactory
 from sysadmd.server.framing import prepare_text
+from sysadmd.server.frontdoor import FrontDoorFactory
 from sysadmd.server.listening import ListenService
 from sysadmd.server.router import Router
 from sysadmd.server.service import ConnectionsService, OrderedService
 from sysadmd.server.settings import ConnectionSettings
+from sysadmd.web.dashboard import Dashboard
+from sysadmd.web.metrics import Metrics, SysadmdCollector, registry_for
+from sysadmd.web.rest import RestGateway
+from sysadmd.web.site import Health, build_site
 
 
 class Options(usage.Options):
@@ -68,6 +76,30 @@ def _check_state_dir(config, errors):
         errors.append(ConfigError(config.source, "server", "state_dir", f"{path} is not writable"))
 
 
+def _check_sources(config, factories, errors):
+    wanted = config["events"]["sources"]
+    unknown = [name for name in wanted if name != "all" and name not in factories]
+    if unknown or ("all" in wanted and len(wanted) > 1):
+        installed = ", ".join(sorted(factories)) or "none"
+        what = f"unknown source(s): {', '.join(unknown)}" if unknown else "'all' cannot be combined with names"
+        errors.append(ConfigError(config.source, "events", "sources", f"{what} (installed: {installed})"))
+
+
+def _check_conformance(config, errors):
+    # The echo mode answers anyone without authentication: never off this machine.
+    if not config["server"]["conformance_echo"]:
+        return
+    exposed = [d for d in config["server"]["listen"] if not is_loopback_endpoint(d)]
+    if exposed:
+        errors.append(
+            ConfigError(
+                config.source, "server", "conformance_echo",
+                "refused: every [server] listen endpoint must be tcp or ssl with a loopback "
+                f"interface= (e.g. tcp:0:interface=127.0.0.1), not {', '.join(exposed)}",
+            )
+        )
+
+
 def load(options):
     """Discover sources and read the configuration named by ``options``."""
     factories = discover_sources()
@@ -86,9 +118,13 @@ def build_service(options, reactor):
     config, factories = load(options)
     errors = []
     _check_state_dir(config, errors)
+    _check_sources(config, factories, errors)
+    _check_conformance(config, errors)
     if not errors:
         tokens, bans, authenticator = build_auth(reactor, config, errors)
         descriptions = prepare_endpoints(reactor, config, errors)
+        dispatcher_service = build_dispatcher(reactor, config, errors)
+        bridges = prepare_links(config, errors)
     if errors:
         raise ConfigErrors(errors)
 
@@ -100,31 +136,61 @@ def build_service(options, reactor):
     rpc_handlers.register(router)
     authenticator.register(router)
     event_handlers.register(router, hub)
+    dispatcher = dispatcher_service.dispatcher
+    dispatcher_api.register(router, dispatcher)
+    register_settings(router, bridges.keys)
 
     top = DaemonService(reactor, config.source)
+    # The dispatcher starts first and stops last, after connections and sources.
     for child in (
-        SourcesService(reactor, hub, factories, config),
+        dispatcher_service,
+        SourcesService(reactor, hub, factories, config, services={"dispatcher": dispatcher}),
         ConnectionsService(reactor, factory),
-        ListenService(reactor, descriptions, factory, config.source),
+        # Relayed clients share the factory's parts; their links close before the dispatcher stops.
+        BridgeLinksService(reactor, bridges, factory),
+        ListenService(
+            reactor, descriptions, front_door(reactor, config, factory, authenticator, dispatcher), config.source
+        ),
     ):
         child.setServiceParent(top)
     return top
 
 
+def front_door(reactor, config, factory, authenticator, dispatcher=None):
+    """The factory the ports listen with: WebSocket upgrades go to ``factory``, plain
+    HTTP (dashboard, REST, /health) to the web site."""
+    gateway = RestGateway(
+        reactor, factory.router, factory.hub, factory.tokens, authenticator,
+        config["server"]["max_message_bytes"],
+    )
+    health = Health(reactor, lambda: {"connections": factory.open_connections})
+    dashboard = Dashboard() if config["server"]["dashboard"] else None
+    metrics = None
+    if config["server"]["metrics"]:
+        collector = SysadmdCollector(factory, dispatcher, authenticator)
+        metrics = Metrics(registry_for(collector), config["server"]["metrics_allow"])
+    site = build_site(
+        gateway, health, dashboard, max_body_bytes=config["server"]["max_message_bytes"],
+        metrics=metrics,
+    )
+    return FrontDoorFactory(reactor, factory, site, config["server"]["handshake_timeout"])
+
+
 class DaemonService(OrderedService):
     """The top service: a bind failure at start becomes one line on stderr and exit 1,
-    and SIGTERM is a clean shutdown with exit status 0."""
+    and SIGTERM is a clean shutdown with exit status 0. ``program`` names it in the log
+    and on stderr (the bridge is another program built the same way)."""
 
-    def __init__(self, reactor, source):
+    def __init__(self, reactor, source, program="sysadmd"):
         super().__init__()
         self._reactor = reactor
         self.source = source
+        self.program = program
 
     def startService(self):
         """Start children; take over SIGTERM once the reactor runs."""
         super().startService()
         self._reactor.callWhenRunning(self._handle_sigterm)
-        self.log.info("sysadmd {version} ready", version=sysadmd.__version__)
 
     def _handle_sigterm(self):
         # twistd re-raises SIGTERM at exit (status -15); service managers expect 0 from
@@ -134,20 +200,22 @@ class DaemonService(OrderedService):
             self._reactor.callFromThread(self._reactor.stop)
 
         signal.signal(signal.SIGTERM, stop)
+        # Only now: from this line on, SIGTERM is an orderly stop with status 0.
+        self.log.info("{program} {version} ready", program=self.program, version=sysadmd.__version__)
 
     def privilegedStartService(self):
         """Bind listening ports, reporting failure as a configuration error."""
         try:
             super().privilegedStartService()
         except ConfigError as e:
-            _exit_with([e])
+            _exit_with([e], self.program)
 
 
-def _exit_with(errors):
+def _exit_with(errors, program="sysadmd"):
     # twistd has replaced sys.stderr with its log by now; the user reads the real one.
     stream = sys.__stderr__
     for error in errors:
-        stream.write(f"sysadmd: {error}\n")
+        stream.write(f"{program}: {error}\n")
     stream.flush()
     raise SystemExit(1)
 

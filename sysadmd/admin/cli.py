@@ -10,14 +10,14 @@ exit status 1; argparse usage errors exit with 2.
 import argparse
 import sys
 
-from sysadmd.admin import keys, users
+from sysadmd.admin import bridge, keys, users
 from sysadmd.admin.errors import AdminError
 from sysadmd.auth.keys_file import KeysFileError
 from sysadmd.auth.users_file import UsersFileError
 
 PROG = "sysadmd-admin"
 
-COMMAND_MODULES = (users, keys)
+COMMAND_MODULES = (users, keys, bridge)
 
 # Mistakes a user can make, reported without a traceback.
 _USER_ERRORS = (AdminError, UsersFileError, KeysFileError)
@@ -26,7 +26,7 @@ _USER_ERRORS = (AdminError, UsersFileError, KeysFileError)
 def build_parser():
     """Return the argument parser with every command group registered."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Manage sysadmd's users and public keys."
+        prog=PROG, description="Manage sysadmd's users, public keys and bridges."
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:

@@ -38,21 +38,21 @@ class Authenticator:
         self._failure_delay = failure_delay
         self.failures = 0
 
-    def register(self, router):
-        """Add the auth calls to ``router``."""
-        router.register("rpc", "auth", self.auth)
-        router.register("rpc", "auth_token", self.auth_token)
-        router.register("rpc", "auth_ssl", self.auth_ssl)
-        router.register("rpc", "auth_clear", self.auth_clear)
+    CALLS = ("auth", "auth_token", "auth_ssl", "auth_clear")
+
+    def register(self, router, calls=CALLS):
+        """Add the auth calls named in ``calls`` (default: all four) to ``router``."""
+        for name in calls:
+            router.register("rpc", name, getattr(self, name))
 
     def _check_ban(self, session):
         if self._bans.is_banned(session.peer_host):
             raise RequestError(429, "Too many failed logins from this address; try again later.")
 
-    def _grant(self, session, user, access, method):
+    def _grant(self, session, user, access, method, key_fingerprint=None):
         self._bans.record_success(session.peer_host)
         grant = self._tokens.issue(user, access)
-        session.sign_in(grant)
+        session.sign_in(grant, key_fingerprint)
         self.log.info(
             "{user} authenticated from {peer} by {method} with {access} access",
             user=user,
@@ -120,10 +120,11 @@ class Authenticator:
 
     def auth_clear(self, session, args):
         """Revoke the session's token and sign out."""
-        if session.grant is not None:
-            self.log.info("{user} signed out from {peer}", user=session.user, peer=session.peer_host)
-            self._tokens.revoke(session.grant)
-        session.sign_out()
+        grant = session.grant
+        session.sign_out()  # first, so only the other sessions sharing the token are told
+        if grant is not None:
+            self.log.info("{user} signed out from {peer}", user=grant.user, peer=session.peer_host)
+            self._tokens.revoke(grant)
         return {}
 
     def auth_ssl(self, session, args):
@@ -163,4 +164,6 @@ class Authenticator:
                     break
         if access is None:
             yield self._fail(session, started, "key", user=signer.user if signer else None)
-        return self._grant(session, signer.user, access, f"key {signer.fingerprint}")
+        return self._grant(
+            session, signer.user, access, f"key {signer.fingerprint}", signer.fingerprint
+        )

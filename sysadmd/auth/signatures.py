@@ -62,3 +62,20 @@ def find_signer(keys, test_string, signature):
         if verify_challenge(key.public_key, test_string, signature):
             return key
     return None
+
+
+def sign_challenge(private_key, test_string):
+    """Sign ``test_string`` (str) with ``private_key`` in the form :func:`verify_challenge`
+    checks first: Ed25519, ECDSA with the curve's hash, or RSA PKCS#1 v1.5 with SHA-256.
+    Returns the signature bytes (``rpc/auth_ssl`` sends their base64)."""
+    data = test_string.encode("utf-8")
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return private_key.sign(data)
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        hash_class = _CURVE_HASHES.get(private_key.curve.name)
+        if hash_class is None:
+            raise ValueError(f"unsupported ECDSA curve {private_key.curve.name}")
+        return private_key.sign(data, ec.ECDSA(hash_class()))
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    raise ValueError("unsupported key type (use Ed25519, ECDSA or RSA)")

@@ -19,6 +19,8 @@ class Grant:
     token: str = field(repr=False)
     expires: float = field(repr=False)
     _digest: bytes = field(repr=False, default=b"")
+    # Called with the grant when it is revoked (not when it merely expires).
+    revoke_listeners: set = field(repr=False, default_factory=set)
 
 
 def _digest(token):
@@ -60,13 +62,19 @@ class TokenStore:
     def touch(self, grant):
         """Extend a live grant; False (and the grant is forgotten) when it has expired."""
         if not self.is_valid(grant):
-            self.revoke(grant)
+            self._forget(grant)
             return False
         grant.expires = self._clock.seconds() + self.ttl
         return True
 
     def revoke(self, grant):
-        """Forget ``grant``: every session using its token is signed out."""
+        """Forget ``grant`` and tell every session using its token (they sign out)."""
+        self._forget(grant)
+        for listener in list(grant.revoke_listeners):
+            listener(grant)
+        grant.revoke_listeners.clear()
+
+    def _forget(self, grant):
         if self._grants.get(grant._digest) is grant:
             del self._grants[grant._digest]
 

@@ -45,7 +45,10 @@ class UsersFile:
         self.path = path
         self._hasher = hasher if hasher is not None else PasswordHasher()
         self._store = CachedFile(path, self._parse)
+        # Made now, not at the first unknown user, so that login is not slower than
+        # a wrong password.
         self._dummy_hash = None
+        self._get_dummy_hash()
 
     def _parse(self, text):
         users = {}

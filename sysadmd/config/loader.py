@@ -107,34 +107,39 @@ def _apply_overrides(raw, overrides, errors):
         raw.setdefault(section, {})[key.lower()] = value
 
 
-def load_config(path=None, text=None, overrides=(), source_options=None, source=None):
+def load_config(path=None, text=None, overrides=(), source_options=None, source=None, sections=None):
     """Parse a configuration file (or ``text``) and ``--set`` overrides.
 
     ``source_options`` maps each installed event source's name to its option schema;
-    ``[source:NAME]`` for an unknown NAME is an error. Raises :class:`ConfigErrors` with
+    ``[source:NAME]`` for an unknown NAME is an error. ``sections`` is the schema (section
+    name -> keys), by default the daemon's; another program (the bridge) passes its own,
+    and then no ``[source:NAME]`` section is known. Raises :class:`ConfigErrors` with
     every problem found; returns a :class:`Config`.
     """
     source_options = source_options or {}
+    daemon = sections is None
+    if daemon:
+        sections = schema.SECTIONS
     if source is None:
         source = path if path is not None else ("<string>" if text is not None else "<defaults>")
     raw = _read(path, text, source)
     errors = []
     _apply_overrides(raw, overrides, errors)
 
-    sections = {}
-    for name, options in schema.SECTIONS.items():
-        sections[name] = _parse_section(source, name, raw.pop(name, {}), options, errors)
+    parsed = {}
+    for name, options in sections.items():
+        parsed[name] = _parse_section(source, name, raw.pop(name, {}), options, errors)
     for name, options in source_options.items():
         section = schema.SOURCE_PREFIX + name
-        sections[section] = _parse_section(source, section, raw.pop(section, {}), options, errors)
+        parsed[section] = _parse_section(source, section, raw.pop(section, {}), options, errors)
     for section in raw:
-        if section.startswith(schema.SOURCE_PREFIX):
+        if daemon and section.startswith(schema.SOURCE_PREFIX):
             message = "no event source of that name is installed"
         else:
             message = "unknown section"
-        known = ", ".join(list(schema.SECTIONS) + [schema.SOURCE_PREFIX + "NAME"])
+        known = ", ".join(list(sections) + ([schema.SOURCE_PREFIX + "NAME"] if daemon else []))
         errors.append(ConfigError(source, section, None, f"{message} (known: {known})"))
     if errors:
         raise ConfigErrors(errors)
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-    return Config(sections, source, base_dir)
+    return Config(parsed, source, base_dir)

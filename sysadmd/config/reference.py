@@ -4,8 +4,10 @@ README never drift from the code.
     python -m sysadmd.config.reference ini   > etc/sysadmd.ini
     python -m sysadmd.config.reference rst   # the README's "Configuration reference"
     python -m sysadmd.config.reference readme README.rst   # rewrite it in place
+    python -m sysadmd.config.reference bridge-ini > etc/sysadm-bridge.ini
+    python -m sysadmd.config.reference bridge-rst  # the bridge's keys, for the README
 
-A unit test checks that both committed copies match this output.
+A unit test checks that the committed copies match this output.
 """
 
 import sys
@@ -22,6 +24,22 @@ INI_HEADER = """\
 """
 
 
+BRIDGE_INI_HEADER = """\
+# sysadm-bridge configuration: every key, commented out, with its default.
+#
+# Install as /usr/local/etc/sysadm-bridge.ini (FreeBSD) or /etc/sysadm-bridge.ini, or
+# pass --config PATH. [server] and [auth] take the same keys as sysadmd's; those a bridge
+# does not use say so. Relative paths are relative to this file's directory. Unknown
+# sections and keys are errors.
+"""
+
+
+def _bridge_sections():
+    from sysadmd.bridge import schema as bridge_schema
+
+    return list(bridge_schema.SECTIONS.items())
+
+
 def _sections():
     from sysadmd.events.discovery import discover_sources
 
@@ -31,10 +49,10 @@ def _sections():
     return sections
 
 
-def render_ini():
-    """The sample configuration file."""
-    out = [INI_HEADER]
-    for section, options in _sections():
+def render_ini(sections=None, header=INI_HEADER):
+    """The sample configuration file (the daemon's unless ``sections`` is given)."""
+    out = [header]
+    for section, options in _sections() if sections is None else sections:
         out.append(f"\n[{section}]\n")
         for key, option in options.items():
             for line in textwrap.wrap(option.doc, 86):
@@ -43,12 +61,17 @@ def render_ini():
     return "".join(out)
 
 
-def render_rst():
+def render_bridge_ini():
+    """The bridge's sample configuration file."""
+    return render_ini(_bridge_sections(), BRIDGE_INI_HEADER)
+
+
+def render_rst(sections=None):
     """The README's configuration reference (a definition list per section)."""
     out = []
-    for section, options in _sections():
+    for section, options in _sections() if sections is None else sections:
         title = f"``[{section}]``"
-        out.append(f"{title}\n{'~' * len(title)}\n\n")
+        out.append(f"{title}\n{'-' * len(title)}\n\n")
         if not options:
             out.append("No keys yet.\n\n")
         for key, option in options.items():
@@ -86,9 +109,16 @@ def main(argv=None):
         with open(argv[1], "w", encoding="utf-8") as f:
             f.write(update_readme(text))
         return 0
-    kinds = {"ini": render_ini, "rst": render_rst}
+    kinds = {
+        "ini": render_ini,
+        "rst": render_rst,
+        "bridge-ini": render_bridge_ini,
+        "bridge-rst": lambda: render_rst(_bridge_sections()),
+    }
     if len(argv) != 1 or argv[0] not in kinds:
-        sys.stderr.write("usage: python -m sysadmd.config.reference ini|rst|readme PATH\n")
+        sys.stderr.write(
+            "usage: python -m sysadmd.config.reference ini|rst|bridge-ini|bridge-rst|readme PATH\n"
+        )
         return 2
     sys.stdout.write(kinds[argv[0]]())
     return 0

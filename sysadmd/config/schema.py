@@ -5,7 +5,11 @@ Event sources bring their own keys for their ``[source:NAME]`` section (see
 ``sysadmd.events.interfaces``).
 """
 
+import ipaddress
+
 from sysadmd.config.options import Option, boolean, choice, integer, number, string, words
+from sysadmd.bridge.urls import parse_connections
+from sysadmd.dispatcher.queue import parse_queues
 
 _AUTH_BACKENDS = ("pam", "users")
 
@@ -18,6 +22,16 @@ def _backends(text):
         if name not in _AUTH_BACKENDS:
             raise ValueError(f"unknown backend {name!r} (known: {', '.join(_AUTH_BACKENDS)})")
     return names
+
+
+def _networks(text):
+    networks = []
+    for item in words(text):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 192.0.2.7 or 10.1.0.0/16)") from None
+    return networks
 
 
 def _endpoints(text):
@@ -69,6 +83,32 @@ SERVER = {
     "tls_generate": Option(
         "no", boolean, "Generate a self-signed certificate and key when they are missing."
     ),
+    "dashboard": Option(
+        "yes",
+        boolean,
+        "Serve the web dashboard at / (plain HTTP GET); the WebSocket stays at / and /ws.",
+    ),
+    "compression": Option(
+        "no",
+        boolean,
+        "Accept permessage-deflate compression. Off by default: a compressed connection "
+        "compresses every event itself instead of sharing the one frame made per event.",
+    ),
+    "conformance_echo": Option(
+        "no",
+        boolean,
+        "Test mode for the Autobahn|Testsuite (make conformance): echo every message, "
+        "no authentication. Refused unless every listen endpoint is on a loopback address.",
+    ),
+    "metrics": Option(
+        "yes", boolean, "Serve Prometheus metrics at GET /metrics (no authentication)."
+    ),
+    "metrics_allow": Option(
+        "",
+        _networks,
+        "Addresses or networks (e.g. 192.0.2.7 10.1.0.0/16) besides loopback allowed to "
+        "read /metrics; others get 403.",
+    ),
 }
 
 AUTH = {
@@ -107,13 +147,69 @@ EVENTS = {
     ),
 }
 
-DISPATCHER = {}
+DISPATCHER = {
+    "queues": Option(
+        "no_queue:0 pkg_queue:1 iocage_queue:1",
+        parse_queues,
+        "Job queues as NAME:MAX_RUNNING pairs (0 = unlimited), each first in, first out; "
+        "jobs that name no queue go to no_queue (else the first listed).",
+    ),
+    "default_timeout": Option(
+        "0", number(0), "Seconds a job may run before it is stopped (0 = no limit); a job's own timeout wins."
+    ),
+    "kill_grace": Option(
+        "5", number(0), "Seconds from SIGTERM to SIGKILL when a job is killed, times out or the daemon stops."
+    ),
+    "update_interval": Option(
+        "1", number(0), "Least seconds between two running events of one job caused by its output."
+    ),
+    "event_log_bytes": Option(
+        "65536", integer(0), "Bytes of each command's log in events: the tail, after a marker saying how much was left out."
+    ),
+    "store_log_bytes": Option(
+        "10485760", integer(1), "Bytes of each command's log kept in history and returned by the log action (the tail)."
+    ),
+    "history_days": Option("30", number(0), "Days finished jobs stay in history (0 = forever)."),
+    "env_passthrough": Option(
+        "", words, "Daemon environment variables passed to commands besides PATH, LANG and HOME."
+    ),
+    "cwd": Option("/", string, "Working directory of commands."),
+}
+
+BRIDGE = {
+    "connections": Option(
+        "",
+        parse_connections,
+        "Bridges to connect out to, as whitespace-separated NICK=URL entries (ws:// or "
+        "wss://host[:port], default port 12149); sysadmd-admin bridge add/remove edit it.",
+    ),
+    "key": Option(
+        "",
+        string,
+        "Private key this server signs in to bridges with (default <state_dir>/bridge_key, "
+        "an Ed25519 key generated when missing); sysadmd-admin bridge export-key prints "
+        "the public half for the bridges' keys files.",
+    ),
+    "ca_file": Option(
+        "",
+        string,
+        "PEM certificates trusted for wss:// bridges (e.g. a bridge's self-signed "
+        "certificate); empty means the system's trusted CAs.",
+    ),
+    "keepalive": Option(
+        "60",
+        number(0),
+        "Seconds between keepalive requests on each bridge link, so the bridge's "
+        "idle_timeout never closes it; a changed keys file is re-announced then (0 = off).",
+    ),
+}
 
 SECTIONS = {
     "server": SERVER,
     "auth": AUTH,
     "events": EVENTS,
     "dispatcher": DISPATCHER,
+    "bridge": BRIDGE,
 }
 
 SOURCE_PREFIX = "source:"

@@ -52,3 +52,30 @@ def prepare_endpoints(reactor, config, errors):
             continue
         descriptions.append(description)
     return descriptions
+
+
+def _split(description):
+    # Endpoint strings separate fields with ':' and escape with '\' (IPv6 interfaces).
+    fields, current, chars = [], [], iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def is_loopback_endpoint(description):
+    """Whether ``description`` is a TCP (or TLS) endpoint bound to a loopback interface
+    only; anything else, including no interface (all addresses), is not."""
+    from sysadmd.auth.bans import is_loopback
+
+    fields = _split(description)
+    if fields[0] not in ("tcp", "tcp6", "ssl"):
+        return False
+    interfaces = [f.split("=", 1)[1] for f in fields[1:] if f.startswith("interface=")]
+    return bool(interfaces) and all(i == "localhost" or is_loopback(i) for i in interfaces)

@@ -3,6 +3,7 @@
 from collections import Counter
 
 from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -11,6 +12,18 @@ from sysadmd.server.framing import prepare_text
 from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0
+
+
+def accept_deflate(offers):
+    """Accept the client's first permessage-deflate offer (``[server] compression``).
+
+    Each compressed connection compresses every event itself (a prepared frame falls back
+    to ``sendMessage``), which is why compression is off unless asked for.
+    """
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
 
 
 class SysadmServerFactory(WebSocketServerFactory):
@@ -39,6 +52,8 @@ class SysadmServerFactory(WebSocketServerFactory):
             # Send a close frame with the reason code (e.g. 1009) instead of just dropping.
             failByDrop=False,
         )
+        if settings.compression:
+            self.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
         self._connections = set()
         self._open = set()
         self._per_host = Counter()

@@ -7,3 +7,8 @@ def prepare_text(payload):
     """A server-side (unmasked) text frame of ``payload`` bytes, ready for
     ``sendPreparedMessage`` on every connection."""
     return PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
+
+
+def prepare_message(payload, is_binary):
+    """The same for a text or binary message (conformance echo)."""
+    return PreparedMessage(payload, isBinary=is_binary, applyMask=False, doNotCompress=False)

@@ -26,12 +26,14 @@ class ListenService(Service):
     Binding happens in ``privilegedStartService`` (so low ports work before twistd drops
     privileges) and synchronously: a failure raises :class:`ConfigError` naming
     ``[server] listen`` of ``source``, which the daemon turns into one line and exit 1.
+    ``program`` names the daemon in the log line ("sysadmd listening on ws://...").
     """
 
     log = Logger()
 
-    def __init__(self, reactor, descriptions, factory, source):
+    def __init__(self, reactor, descriptions, factory, source, program="sysadmd"):
         self._reactor = reactor
+        self._program = program
         self._descriptions = descriptions
         self._factory = factory
         self._source = source
@@ -71,7 +73,8 @@ class ListenService(Service):
             self.ports.append(port)
             secure = description.split(":", 1)[0] in ("ssl", "tls")
             self.log.info(
-                "sysadmd listening on {url}",
+                "{program} listening on {url}",
+                program=self._program,
                 url=endpoint_url(port, secure),
                 endpoint=description,
             )

@@ -23,11 +23,14 @@ class Outbound:
     """Ordered, bounded outgoing frames for one connection.
 
     ``write(prepared)`` sends a prepared message now; ``prepare(payload)`` frames bytes;
-    ``overflow()`` is called once when a subscriber overflows in ``disconnect`` mode.
+    ``overflow()`` is called once when a subscriber overflows in ``disconnect`` mode;
+    ``paused_changed()``, when given, is called after every pause and resume (the
+    connection stops reading from a peer that does not read).
     """
 
-    def __init__(self, write, prepare, limit, mode, overflow):
+    def __init__(self, write, prepare, limit, mode, overflow, paused_changed=None):
         self._write = write
+        self._paused_changed = paused_changed
         self._prepare = prepare
         self.limit = limit
         self.mode = mode
@@ -41,6 +44,10 @@ class Outbound:
     def send_frame(self, frame):
         """Send a reply or notice (never dropped)."""
         self._push(self._prepare(envelope.encode(frame)), None)
+
+    def send_prepared(self, prepared):
+        """Send an already framed message (never dropped), e.g. an echo of any type."""
+        self._push(prepared, None)
 
     def send_event(self, event):
         """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
@@ -78,11 +85,15 @@ class Outbound:
     def pauseProducing(self):
         """The transport's buffer is full: queue from now on."""
         self.paused = True
+        if self._paused_changed is not None:
+            self._paused_changed()
 
     def resumeProducing(self):
         """The transport drained: send what waited."""
         self.paused = False
         self._flush()
+        if self._paused_changed is not None:
+            self._paused_changed()
 
     def stopProducing(self):
         """The connection is going away."""

@@ -9,9 +9,17 @@ Each connection owns a :class:`sysadmd.server.session.Session` and an
   (Autobahn closes with 1009 past it);
 - ``idle_timeout`` seconds without an incoming message close it (1000);
 - at most ``max_inflight_requests`` requests are handled at once, after which the
-  connection's socket is not read until one finishes (backpressure, not errors).
+  connection's socket is not read until one finishes (backpressure, not errors);
+  requests already read wait their turn in order;
+- while the peer does not read what we send (the transport's buffer is full), its socket
+  is not read either, so a client cannot pile up replies it never takes.
+
+With ``[server] conformance_echo`` (loopback only, for the Autobahn test suite) every
+message is echoed back instead of routed, with no authentication and the post-login
+message limit.
 """
 
+from collections import deque
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -21,6 +29,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from sysadmd.server import envelope
+from sysadmd.server.framing import prepare_message
 from sysadmd.server.outbound import Outbound
 from sysadmd.server.session import Session
 
@@ -48,6 +57,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
 
     session = None
     outbound = None
+    # The bridge's connections use a subclass whose login lasts as long as the connection.
+    session_class = Session
 
     def connectionMade(self):
         """Count the connection against its address before the handshake."""
@@ -56,6 +67,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         self.lost = defer.Deferred()
         self._auth_call = self._idle_call = None
         self._inflight = 0
+        self._backlog = deque()
+        self._draining = False
         self._reading_paused = False
         self.factory.connection_made(self)
         super().connectionMade()
@@ -66,6 +79,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             super().connectionLost(reason)
         finally:
             self._cancel_timers()
+            self._backlog.clear()
             if self.session is not None:
                 self.session.close()
             if self.outbound is not None:
@@ -112,13 +126,17 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             settings.subscriber_buffer_bytes,
             settings.slow_subscriber,
             self._overflowed,
+            paused_changed=self._update_reading,
         )
         self.transport.registerProducer(self.outbound, True)
-        self.session = Session(
+        self.session = self.session_class(
             self.peer_host, self.outbound, factory.tokens, factory.hub, factory.reactor, self
         )
-        self._set_message_limit(settings.preauth_max_message_bytes)
-        self._arm_auth_timeout()
+        if settings.conformance_echo:
+            self._set_message_limit(settings.max_message_bytes)
+        else:
+            self._set_message_limit(settings.preauth_max_message_bytes)
+            self._arm_auth_timeout()
         if settings.idle_timeout > 0:
             self._idle_call = factory.reactor.callLater(settings.idle_timeout, self._idle)
         factory.opened(self)
@@ -153,26 +171,56 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         """Decode and route one request; replies keep the connection open."""
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.reset(self.factory.settings.idle_timeout)
+        if self.factory.settings.conformance_echo:
+            self.outbound.send_prepared(prepare_message(payload, isBinary))
+            return
         try:
             request = envelope.decode_request(payload)
         except envelope.BadRequest as e:
             self._log.debug("bad request from {peer}: {details}", peer=self.peer_host, details=e.details)
             self.outbound.send_frame(self.factory.router.bad_request(e))
             return
-        self._inflight += 1
-        if self._inflight >= self.factory.settings.max_inflight_requests and not self._reading_paused:
-            self._reading_paused = True
+        # Pausing the socket does not stop Autobahn from delivering the frames it has
+        # already read (one read may hold thousands): those wait here for a slot.
+        self._backlog.append(request)
+        self._drain_backlog()
+
+    def _drain_backlog(self):
+        # A loop, not recursion: a handler that answers at once re-enters via _answer.
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            limit = self.factory.settings.max_inflight_requests
+            while self._backlog and self._inflight < limit:
+                self._inflight += 1
+                request = self._backlog.popleft()
+                self.factory.router.handle(self.session, request).addCallback(self._answer)
+        finally:
+            self._draining = False
+        self._update_reading()
+
+    def _update_reading(self):
+        """Read the socket only while requests have room and the peer takes our output."""
+        busy = self._inflight >= self.factory.settings.max_inflight_requests or self._backlog
+        paused = bool(busy) or (self.outbound is not None and self.outbound.paused)
+        if paused == self._reading_paused or self.transport is None:
+            return
+        self._reading_paused = paused
+        if paused:
             self.transport.pauseProducing()
-        self.factory.router.handle(self.session, request).addCallback(self._answer)
+        else:
+            self.transport.resumeProducing()
 
     def _answer(self, result):
         frame, after = result
         self._inflight -= 1
-        if self._reading_paused and self._inflight < self.factory.settings.max_inflight_requests:
-            self._reading_paused = False
-            self.transport.resumeProducing()
         if self.state != self.STATE_OPEN:
             return
+        self._send_reply(frame, after)
+        self._drain_backlog()
+
+    def _send_reply(self, frame, after):
         try:
             self.outbound.send_frame(frame)
         except ValueError:

@@ -26,6 +26,8 @@ class Session:
         self._clock = clock
         self._listener = listener
         self.grant = None
+        # SHA256:... of the key that signed in by rpc/auth_ssl (the bridge routes by it)
+        self.key_fingerprint = None
         # rpc/auth_ssl stage 1 state: (test_string, expires_at) or None
         self.challenge = None
         self._expiry_call = None
@@ -40,9 +42,13 @@ class Session:
         """'full', 'limited', or None before authentication."""
         return self.grant.access if self.grant else None
 
-    def sign_in(self, grant):
-        """Attach an authenticated grant (replacing any earlier one)."""
+    def sign_in(self, grant, key_fingerprint=None):
+        """Attach an authenticated grant (replacing any earlier one); ``key_fingerprint``
+        names the key of an rpc/auth_ssl login."""
+        self._unlisten()
         self.grant = grant
+        self.key_fingerprint = key_fingerprint
+        grant.revoke_listeners.add(self._revoked)
         self._arm_expiry()
         if self._listener is not None:
             self._listener.signed_in(self)
@@ -50,7 +56,9 @@ class Session:
     def sign_out(self):
         """Drop authentication; the session's subscriptions end."""
         was_signed_in = self.grant is not None
+        self._unlisten()
         self.grant = None
+        self.key_fingerprint = None
         self._cancel_expiry()
         self._hub.drop(self.outbound)
         if was_signed_in and self._listener is not None:
@@ -74,8 +82,23 @@ class Session:
     def close(self):
         """The client is gone: release subscriptions and timers (the token stays valid
         for reuse with rpc/auth_token until it expires)."""
+        self._unlisten()
         self._cancel_expiry()
         self._hub.drop(self.outbound)
+
+    def _unlisten(self):
+        if self.grant is not None:
+            self.grant.revoke_listeners.discard(self._revoked)
+
+    def _revoked(self, grant):
+        # Another connection signed this token out (rpc/auth_clear).
+        self.log.info(
+            "session of {user} from {peer} ended: token revoked", user=grant.user, peer=self.peer_host
+        )
+        self.sign_out()
+        self.outbound.send_frame(
+            envelope.error(None, 401, "Your session was signed out; authenticate again.")
+        )
 
     def _arm_expiry(self):
         self._cancel_expiry()

@@ -19,6 +19,8 @@ class ConnectionSettings:
     subscriber_buffer_bytes: int = 1048576
     slow_subscriber: str = "drop"
     allowed_origins: List[str] = field(default_factory=list)
+    compression: bool = False
+    conformance_echo: bool = False
 
     @classmethod
     def from_config(cls, config):
@@ -38,4 +40,6 @@ class ConnectionSettings:
             subscriber_buffer_bytes=events["subscriber_buffer_bytes"],
             slow_subscriber=events["slow_subscriber"],
             allowed_origins=list(server["allowed_origins"]),
+            compression=server["compression"],
+            conformance_echo=server["conformance_echo"],
         )

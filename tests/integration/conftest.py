@@ -10,12 +10,19 @@ from tests.integration.harness import BASE_CONFIG, Client, Daemon
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
 
+def install_plugins(tmp_path, *names):
+    """Install plugins of tests/fixtures (by module name) out of tree, as a third party
+    would; returns the PYTHONPATH entry."""
+    root = tmp_path / "plugin-root"
+    (root / "sysadmd" / "plugins").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(os.path.join(FIXTURES, f"{name}.py"), root / "sysadmd" / "plugins" / f"{name}.py")
+    return str(root)
+
+
 def install_ticker(tmp_path):
     """Install the ticker plugin out of tree; returns the PYTHONPATH entry."""
-    root = tmp_path / "plugin-root"
-    (root / "sysadmd" / "plugins").mkdir(parents=True)
-    shutil.copy(os.path.join(FIXTURES, "ticker.py"), root / "sysadmd" / "plugins" / "ticker.py")
-    return str(root)
+    return install_plugins(tmp_path, "ticker")
 
 
 @pytest.fixture
@@ -23,10 +30,10 @@ def make_daemon(tmp_path):
     """Start daemons with a given config (and the ticker plugin); stops them after."""
     daemons = []
 
-    def make(config=BASE_CONFIG, ticker=True, start=True, **kwargs):
+    def make(config=BASE_CONFIG, ticker=True, start=True, plugins=(), **kwargs):
         env = kwargs.pop("env", {})
-        if ticker:
-            env["PYTHONPATH"] = install_ticker(tmp_path)
+        if ticker or plugins:
+            env["PYTHONPATH"] = install_plugins(tmp_path, *(("ticker",) if ticker else ()), *plugins)
         daemon = Daemon(tmp_path, config, env=env, **kwargs)
         daemons.append(daemon)
         return daemon.start() if start else daemon

@@ -35,7 +35,12 @@ failure_delay = 0.2
 
 
 class Daemon:
-    """A running ``twistd -n sysadmd`` with its captured log."""
+    """A running ``twistd -n sysadmd`` with its captured log (``plugin`` and the two log
+    patterns let a subclass run another program of the package, such as the bridge)."""
+
+    plugin = "sysadmd"
+    listening = LISTENING
+    ready = READY
 
     def __init__(self, tmp_path, config=BASE_CONFIG, env=None, extra_args=()):
         self.tmp_path = tmp_path
@@ -57,11 +62,12 @@ class Daemon:
 
     def start(self, timeout=30):
         """Start twistd and wait until it logs that it is ready (every endpoint bound)."""
-        self.lines = []
-        self.urls = []
-        self._ready.clear()
+        # Fresh state per process: an earlier process's reader must not touch it.
+        self.lines = lines = []
+        self.urls = urls = []
+        self._ready = ready = threading.Event()
         self.process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "sysadmd", "--config", str(self.config_path)]
+            [TWISTD, "-n", "--pidfile=", self.plugin, "--config", str(self.config_path)]
             + self.extra_args,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -69,21 +75,23 @@ class Daemon:
             env=self.env,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(self.process, lines, urls, ready), daemon=True
+        ).start()
         if not self._ready.wait(timeout) or self.process.poll() is not None or not self.urls:
             self.stop()
             raise AssertionError("daemon did not start:\n" + self.log_text())
         return self
 
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.append(line)
-            match = LISTENING.search(line)
+    def _read(self, process, lines, urls, ready):
+        for line in process.stdout:
+            lines.append(line)
+            match = self.listening.search(line)
             if match:
-                self.urls.append(match.group(1))
-            if READY.search(line):
-                self._ready.set()
-        self._ready.set()
+                urls.append(match.group(1))
+            if self.ready.search(line):
+                ready.set()
+        ready.set()
 
     def log_text(self):
         """Everything the daemon printed so far."""

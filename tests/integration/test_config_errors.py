@@ -1,6 +1,5 @@
 """Configuration mistakes stop the real daemon with readable lines and a non-zero exit."""
 
-import os
 import socket
 import subprocess
 
@@ -83,7 +82,7 @@ def test_set_override_errors_name_the_command_line(tmp_path):
         tmp_path, f"[server]\nstate_dir = {tmp_path}/state\n", "--set", "server.idle_timeout=abc"
     )
     assert result.returncode != 0
-    assert f"[server] idle_timeout: 'abc' is not a number" in result.stderr
+    assert "[server] idle_timeout: 'abc' is not a number" in result.stderr
 
 
 def test_unreadable_ini_syntax(tmp_path):

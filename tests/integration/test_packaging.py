@@ -11,7 +11,8 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SKIP = shutil.ignore_patterns(".venv", ".git", ".state", "build", "dist", "*.egg-info",
-                              "__pycache__", "dropin.cache", ".pytest_cache", ".hypothesis")
+                              "__pycache__", "dropin.cache", ".pytest_cache", ".hypothesis",
+                              "node_modules", "results")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def test_wheel_ships_the_plugin_file_only(fresh_venv):
     assert "twisted/plugins/__init__.py" not in names
     assert not [n for n in names if n.endswith("dropin.cache")]
     assert "sysadmd/plugins/__init__.py" in names
+    # The dashboard's files, or an installed daemon answers 404 at /.
+    assert {"sysadmd/web/dashboard/index.html", "sysadmd/web/dashboard/app.js",
+            "sysadmd/web/dashboard/style.css"} <= set(names)
 
 
 def test_twistd_finds_sysadmd_from_any_directory(fresh_venv, tmp_path):

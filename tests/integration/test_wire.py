@@ -4,7 +4,6 @@ import json
 import signal
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from tests.integration.harness import Client
 

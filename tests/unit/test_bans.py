@@ -1,6 +1,5 @@
 """Failed-login bans per address, on an injected clock."""
 
-import ipaddress
 
 import pytest
 from twisted.internet import task

@@ -3,7 +3,7 @@
 import os
 
 from sysadmd.config import load_config
-from sysadmd.config.reference import readme_region, render_ini, render_rst
+from sysadmd.config.reference import readme_region, render_bridge_ini, render_ini, render_rst
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -33,3 +33,21 @@ def test_sample_ini_loads_as_the_defaults():
     defaults = load_config(text="", source_options=options)
     for section in ("server", "auth", "events", "dispatcher"):
         assert sample[section] == defaults[section]
+
+
+def test_bridge_sample_ini_is_current():
+    """etc/sysadm-bridge.ini is what `make docs` generates (run it after changing a key of
+    the bridge or of the daemon's [server] and [auth])."""
+    assert read("etc/sysadm-bridge.ini") == render_bridge_ini()
+
+
+def test_bridge_sample_ini_loads_as_the_defaults():
+    """The bridge's sample is valid for the bridge and, all commented out, gives its
+    defaults."""
+    from sysadmd.bridge import schema as bridge_schema
+
+    sample = load_config(os.path.join(ROOT, "etc/sysadm-bridge.ini"), sections=bridge_schema.SECTIONS)
+    defaults = load_config(text="", sections=bridge_schema.SECTIONS)
+    for section in bridge_schema.SECTIONS:
+        assert sample[section] == defaults[section]
+    assert defaults["server"]["listen"] == ["tcp:12149:interface=127.0.0.1"]

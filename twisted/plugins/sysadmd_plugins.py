@@ -8,3 +8,10 @@ sysadmd = ServiceMaker(
     "SysAdm event service: WebSocket events, dispatcher and system state",
     "sysadmd",
 )
+
+sysadm_bridge = ServiceMaker(
+    "sysadm-bridge",
+    "sysadmd.bridge.tap",
+    "SysAdm bridge: relays clients to sysadmd servers that both connect out to it",
+    "sysadm-bridge",
+)

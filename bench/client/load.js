@@ -1,0 +1,342 @@
+#!/usr/bin/env node
+// The load client of `make bench` (driven by bench/run.py; see bench/README.md).
+//
+//   node load.js subscribe --url ws://127.0.0.1:PORT/ --n N [--stalled K] [--source bench]
+//        [--user U --password P | --token T] [--concurrency C] [--deadline SECONDS]
+//   node load.js dispatch --url ... --user U --password P --jobs 1000 --queue bench
+//
+// `subscribe` opens N connections (plus K that stop reading once subscribed), signs each in
+// (the first with rpc/auth, the others with rpc/auth_token and the first one's token, so
+// the server's password hashing does not dominate setup), subscribes each to the source,
+// prints {"event":"ready",...} and then obeys JSON commands on stdin, one a line:
+//
+//   {"cmd":"measure","warmup":S,"duration":S}   count events in a window after a warm-up
+//                                               ("latency":false: count only, cheaper)
+//   {"cmd":"measure","quiet":S,"timeout":S}     count until no event came for S seconds
+//   {"cmd":"add","n":N}                         open N more subscribers
+//   {"cmd":"resume_stalled","duration":S}       let stalled ones read again for S seconds
+//   {"cmd":"quit"}
+//
+// Each command's answer is one JSON line on stdout. Events carry "t", the publisher's
+// CLOCK_MONOTONIC in ns, which process.hrtime reads too: latency is now - t. Only
+// 127.0.0.1 is ever contacted, and the process exits by itself after --deadline seconds.
+
+'use strict';
+
+const WebSocket = require('ws');
+const readline = require('readline');
+
+const MAX_CONNECTIONS = 20000;
+
+function parseArgs(argv) {
+  const opts = {
+    mode: argv[0], n: 1, stalled: 0, source: 'bench', concurrency: 50, deadline: 600,
+    user: null, password: null, token: null, jobs: 1000, queue: null, command: 'true',
+  };
+  for (let i = 1; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, '');
+    if (!(key in opts) && key !== 'url') throw new Error(`unknown option --${key}`);
+    const value = argv[i + 1];
+    opts[key] = typeof opts[key] === 'number' ? Number(value) : value;
+  }
+  const url = new URL(opts.url);
+  if (url.hostname !== '127.0.0.1' && url.hostname !== 'localhost' && url.hostname !== '[::1]') {
+    throw new Error(`refusing ${opts.url}: the bench client talks to loopback only`);
+  }
+  if (opts.n + opts.stalled > MAX_CONNECTIONS) throw new Error(`at most ${MAX_CONNECTIONS} connections`);
+  return opts;
+}
+
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+const nowNs = () => Number(process.hrtime.bigint());
+
+// Latency histogram in microseconds: exact below 1024 us, then 64 sub-buckets per power
+// of two (under 1.6 % error), so millions of samples cost a few KiB.
+class Histogram {
+  constructor() { this.counts = new Float64Array(1024 + 64 * 40); this.n = 0; this.max = 0; this.sum = 0; }
+  add(us) {
+    if (us < 0) us = 0;
+    let i;
+    if (us < 1024) i = us | 0;
+    else {
+      const e = Math.floor(Math.log2(us));
+      i = 1024 + (e - 10) * 64 + Math.floor((us / 2 ** (e - 6)) - 64);
+      if (i >= this.counts.length) i = this.counts.length - 1;
+    }
+    this.counts[i]++; this.n++; this.sum += us; if (us > this.max) this.max = us;
+  }
+  value(i) {
+    if (i < 1024) return i;
+    const e = Math.floor((i - 1024) / 64) + 10;
+    return (64 + ((i - 1024) % 64) + 0.5) * 2 ** (e - 6);
+  }
+  quantile(q) {
+    if (!this.n) return null;
+    const target = q * this.n;
+    let seen = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i];
+      if (seen >= target) return this.value(i);
+    }
+    return this.max;
+  }
+  summary() {
+    const ms = (v) => (v === null ? null : Math.round(v) / 1000);
+    return {
+      count: this.n, p50_ms: ms(this.quantile(0.5)), p90_ms: ms(this.quantile(0.9)),
+      p99_ms: ms(this.quantile(0.99)), p999_ms: ms(this.quantile(0.999)),
+      max_ms: ms(this.max), mean_ms: this.n ? ms(this.sum / this.n) : null,
+    };
+  }
+}
+
+// A connection: sign in, subscribe, then count events. The event frames of the bench
+// source start with a fixed prefix, so "t" is read without parsing the JSON.
+class Subscriber {
+  constructor(client, index, stalled) {
+    this.client = client; this.index = index; this.stalled = stalled;
+    this.received = 0; this.dropped = 0; this.other = 0; this.ids = 0;
+    this.pending = new Map(); this.ready = false;
+  }
+
+  open() {
+    const { opts } = this.client;
+    return new Promise((resolve, reject) => {
+      const ws = this.ws = new WebSocket(opts.url, {
+        perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 * 1024 * 1024,
+        handshakeTimeout: 30000,
+      });
+      ws.on('error', (e) => { if (!this.ready) reject(e); else this.client.errors++; });
+      ws.on('close', () => { if (this.ready) this.client.closed++; });
+      ws.on('message', (data) => this.onMessage(data));
+      ws.on('open', async () => {
+        try {
+          let reply;
+          if (this.client.token) {
+            reply = await this.call('rpc', 'auth_token', { token: this.client.token });
+          } else {
+            reply = await this.call('rpc', 'auth', { username: opts.user, password: opts.password });
+            this.client.token = reply.args[0];
+          }
+          if (reply.name !== 'response') throw new Error('auth failed: ' + JSON.stringify(reply));
+          reply = await this.call('events', 'subscribe', [opts.source]);
+          if (reply.name !== 'response') throw new Error('subscribe failed: ' + JSON.stringify(reply));
+          this.ready = true;
+          if (this.stalled) ws.pause();
+          resolve();
+        } catch (e) { reject(e); }
+      });
+    });
+  }
+
+  call(namespace, name, args) {
+    const id = `${this.index}-${++this.ids}`;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.ws.send(JSON.stringify({ namespace, name, id, args }));
+    });
+  }
+
+  onMessage(data) {
+    const c = this.client;
+    if (data.length > c.prefixLen && data.compare(c.prefix, 0, c.prefixLen, 0, c.prefixLen) === 0) {
+      this.received++;
+      if (c.measuring) {
+        c.inWindow++;
+        c.lastEventAt = Date.now();
+        if (!c.latency) return;
+        let t = 0;
+        for (let i = c.prefixLen; ; i++) {
+          const d = data[i] - 48;
+          if (d < 0 || d > 9) break;
+          t = t * 10 + d;
+        }
+        c.hist.add((nowNs() - t) / 1000);
+      }
+      return;
+    }
+    const msg = JSON.parse(data.toString());
+    if (msg.namespace === 'events' && msg.name === 'dropped') { this.dropped += msg.args.count; return; }
+    const resolve = this.pending.get(msg.id);
+    if (resolve) { this.pending.delete(msg.id); resolve(msg); return; }
+    this.other++;
+  }
+}
+
+class Client {
+  constructor(opts) {
+    this.opts = opts; this.token = opts.token; this.subs = [];
+    this.errors = 0; this.closed = 0; this.measuring = false; this.inWindow = 0;
+    this.hist = new Histogram(); this.lastEventAt = 0;
+    this.prefix = Buffer.from(`{"namespace":"events","name":"${opts.source}","id":"none","args":{"t":`);
+    this.prefixLen = this.prefix.length;
+  }
+
+  async connect(n, stalled) {
+    const started = Date.now();
+    const todo = [];
+    for (let i = 0; i < n + stalled; i++) todo.push(new Subscriber(this, this.subs.length + i, i >= n));
+    if (!this.token && todo.length) { await todo[0].open(); this.subs.push(todo.shift()); }
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const sub = todo[next++];
+        await sub.open();
+        this.subs.push(sub);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.concurrency, todo.length) }, worker));
+    return (Date.now() - started) / 1000;
+  }
+
+  normal() { return this.subs.filter((s) => !s.stalled); }
+
+  async measure(cmd) {
+    const subs = this.normal();
+    const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
+    if (cmd.warmup) await sleep(cmd.warmup);
+    const before = subs.map((s) => s.received);
+    const droppedBefore = subs.reduce((a, s) => a + s.dropped, 0);
+    this.hist = new Histogram(); this.inWindow = 0; this.lastEventAt = Date.now();
+    this.latency = cmd.latency !== false;
+    const cpu0 = process.cpuUsage(); const t0 = nowNs();
+    this.measuring = true;
+    if (cmd.duration) {
+      await sleep(cmd.duration);
+    } else {
+      // Until quiet: the run is over once no event came for `quiet` seconds.
+      const deadline = Date.now() + (cmd.timeout || 300) * 1000;
+      const begun = Date.now();
+      while (Date.now() < deadline) {
+        await sleep(0.05);
+        const idle = Date.now() - this.lastEventAt;
+        if (this.inWindow > 0 && idle > cmd.quiet * 1000) break;
+        if (this.inWindow === 0 && Date.now() - begun > (cmd.start_timeout || 10) * 1000) break;
+      }
+    }
+    this.measuring = false;
+    const elapsed = (nowNs() - t0) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    const per = subs.map((s, i) => s.received - before[i]);
+    const delivered = per.reduce((a, b) => a + b, 0);
+    const active = cmd.duration ? elapsed : Math.max(1e-9, elapsed - (Date.now() - this.lastEventAt) / 1000);
+    return {
+      event: 'measured', subscribers: subs.length, elapsed_s: elapsed, active_s: active,
+      delivered, rate: delivered / active,
+      per_subscriber_min: Math.min(...per), per_subscriber_max: Math.max(...per),
+      dropped: subs.reduce((a, s) => a + s.dropped, 0) - droppedBefore,
+      latency: this.hist.summary(),
+      client_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+      errors: this.errors, closed: this.closed,
+    };
+  }
+
+  async resumeStalled(cmd) {
+    const stalled = this.subs.filter((s) => s.stalled);
+    const before = stalled.map((s) => s.received);
+    for (const s of stalled) s.ws.resume();
+    await new Promise((r) => setTimeout(r, (cmd.duration || 2) * 1000));
+    return {
+      event: 'resumed', stalled: stalled.length,
+      received: stalled.reduce((a, s, i) => a + s.received - before[i], 0),
+      dropped_notices: stalled.reduce((a, s) => a + s.dropped, 0),
+      open: stalled.filter((s) => s.ws.readyState === WebSocket.OPEN).length,
+    };
+  }
+
+  async handle(cmd) {
+    switch (cmd.cmd) {
+      case 'measure': return this.measure(cmd);
+      case 'add': {
+        const n = Math.min(cmd.n, MAX_CONNECTIONS - this.subs.length);
+        const setup = await this.connect(n, 0);
+        return { event: 'added', n, connections: this.subs.length, setup_s: setup };
+      }
+      case 'resume_stalled': return this.resumeStalled(cmd);
+      case 'quit':
+        for (const s of this.subs) s.ws.terminate();
+        return { event: 'bye' };
+      default: return { event: 'error', error: `unknown command ${cmd.cmd}` };
+    }
+  }
+}
+
+async function subscribeMode(opts) {
+  const client = new Client(opts);
+  const setup = await client.connect(opts.n, opts.stalled);
+  out({ event: 'ready', connections: client.subs.length, setup_s: setup, token: client.token });
+  const rl = readline.createInterface({ input: process.stdin });
+  let queue = Promise.resolve();
+  rl.on('line', (line) => {
+    if (!line.trim()) return;
+    queue = queue.then(async () => {
+      const cmd = JSON.parse(line);
+      out(await client.handle(cmd));
+      if (cmd.cmd === 'quit') process.exit(0);
+    }).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); });
+  });
+  rl.on('close', () => queue.then(() => process.exit(0)));
+}
+
+// One full-access connection submits `jobs` jobs in one rpc/dispatcher run request and
+// waits for every finished event.
+async function dispatchMode(opts) {
+  const client = new Client({ ...opts, source: 'dispatcher' });
+  const sub = new Subscriber(client, 0, false);
+  await sub.open();
+  const ids = new Set();
+  const args = { action: 'run' };
+  if (opts.queue) args.queue = opts.queue;
+  for (let i = 0; i < opts.jobs; i++) {
+    const id = `bench-${String(i).padStart(5, '0')}`;
+    ids.add(id); args[id] = opts.command;
+  }
+  let finishedAt = null; let failed = 0; let running = 0; let maxRunning = 0;
+  const live = new Set();
+  const done = new Promise((resolve) => {
+    sub.onMessage = (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg.namespace === 'events' && msg.name === 'dispatcher') {
+        const a = msg.args;
+        if (!ids.has(a.process_id)) return;
+        if (a.state === 'running' && !live.has(a.process_id)) {
+          live.add(a.process_id); running++; maxRunning = Math.max(maxRunning, running);
+        }
+        if (a.state === 'finished') {
+          if (live.delete(a.process_id)) running--;
+          const rc = a.process_details && a.process_details[`return_codes/${opts.command}`];
+          if (rc !== '0') failed++;
+          ids.delete(a.process_id);
+          if (ids.size === 0) { finishedAt = nowNs(); resolve(); }
+        }
+        return;
+      }
+      const resolve2 = sub.pending.get(msg.id);
+      if (resolve2) { sub.pending.delete(msg.id); resolve2(msg); }
+    };
+  });
+  const t0 = nowNs();
+  const reply = await sub.call('rpc', 'dispatcher', args);
+  const accepted = nowNs();
+  if (reply.name !== 'response') throw new Error('run refused: ' + JSON.stringify(reply));
+  await done;
+  out({
+    event: 'dispatched', jobs: opts.jobs, failed, max_running_seen: maxRunning,
+    submit_s: (accepted - t0) / 1e9, elapsed_s: (finishedAt - t0) / 1e9,
+    jobs_per_s: opts.jobs / ((finishedAt - t0) / 1e9),
+  });
+  sub.ws.terminate();
+  process.exit(0);
+}
+
+function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  setTimeout(() => { out({ event: 'error', error: 'deadline reached' }); process.exit(3); }, opts.deadline * 1000).unref();
+  const run = opts.mode === 'dispatch' ? dispatchMode : subscribeMode;
+  run(opts).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); process.exit(2); });
+}
+
+main();

@@ -1,0 +1,159 @@
+"""The daemon's links to the bridges of ``[bridge] connections``, and ``rpc/settings``.
+
+Each bridge gets a ``ClientService`` that keeps one connection open, retrying with
+exponential backoff capped at 60 seconds. ``stopService`` closes every link (code 1001),
+which ends the sessions of the clients it relayed, and fires once they are closed.
+"""
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from twisted.application.internet import ClientService
+from twisted.application.service import Service
+from twisted.internet import defer, ssl
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.logger import Logger
+
+from sysadmd.auth.keys_file import KeysFile
+from sysadmd.bridge import wire
+from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
+from sysadmd.bridge.link import Backoff, BridgeLinkFactory
+from sysadmd.config import ConfigError
+from sysadmd.server.envelope import RequestError
+from sysadmd.server.service import OrderedService
+
+log = Logger()
+
+
+@dataclass
+class BridgePlan:
+    """What the ``[bridge]`` section asks for, checked and loaded."""
+
+    bridges: List[Any]
+    keys: KeysFile
+    keepalive: float
+    key: Any = None
+    fingerprint: Optional[str] = None
+    trust: Any = None
+
+
+def accepted_fingerprints(keys):
+    """The SHA-256 fingerprints of the keys in the daemon's keys file (file order); an
+    unreadable file accepts none (and is logged)."""
+    try:
+        return [key.fingerprint for key in keys.load()]
+    except Exception:
+        log.failure("cannot read the keys file {path} for the bridges", path=keys.path)
+        return []
+
+
+def _load_trust(path):
+    with open(path, "rb") as handle:
+        certificates = x509.load_pem_x509_certificates(handle.read())
+    return ssl.trustRootFromCertificates(
+        [ssl.Certificate.loadPEM(c.public_bytes(serialization.Encoding.PEM)) for c in certificates]
+    )
+
+
+def prepare_links(config, errors):
+    """A :class:`BridgePlan` from ``config``; problems go to ``errors``. The key is
+    loaded (or generated) only when a bridge is configured."""
+    section = config["bridge"]
+    plan = BridgePlan(
+        bridges=list(section["connections"].values()),
+        keys=KeysFile(config.path("auth", "keys_file", "keys")),
+        keepalive=section["keepalive"],
+    )
+    if not plan.bridges:
+        return plan
+    path = config.path("bridge", "key", "bridge_key")
+    try:
+        plan.key, generated = ensure_private_key(path)
+    except BridgeKeyError as e:
+        errors.append(ConfigError(config.source, "bridge", "key", str(e)))
+        return plan
+    plan.fingerprint = key_fingerprint(plan.key)
+    if generated:
+        log.info(
+            "generated the bridge key {path} ({fingerprint}); register it on each bridge "
+            "with the output of: sysadmd-admin bridge export-key",
+            path=path,
+            fingerprint=plan.fingerprint,
+        )
+    ca_file = config.path("bridge", "ca_file")
+    if ca_file and any(b.secure for b in plan.bridges):
+        try:
+            plan.trust = _load_trust(ca_file)
+        except (OSError, ValueError) as e:
+            errors.append(ConfigError(config.source, "bridge", "ca_file", f"cannot use {ca_file}: {e}"))
+    return plan
+
+
+def register_settings(router, keys):
+    """``rpc/settings {"action": "list_ssl_checksums"}`` -> ``{"sha256_keys": [...]}``:
+    the fingerprints of the client keys this daemon accepts (what bridges ask)."""
+
+    def settings(session, args):
+        action = args.get("action") if isinstance(args, dict) else None
+        if action != "list_ssl_checksums":
+            raise RequestError(404, f"Unknown settings action {action!r} (known: list_ssl_checksums).")
+        return {wire.CHECKSUMS_KEY: accepted_fingerprints(keys)}
+
+    router.register("rpc", "settings", settings)
+
+
+def _endpoint(reactor, address, trust):
+    endpoint = HostnameEndpoint(reactor, address.host, address.port)
+    if address.secure:
+        options = ssl.optionsForClientTLS(address.host, trustRoot=trust)
+        endpoint = wrapClientTLS(options, endpoint)
+    return endpoint
+
+
+class BridgeLinkService(Service):
+    """Keeps the link to one bridge."""
+
+    def __init__(self, reactor, address, plan, daemon, backoff=None):
+        self.name = address.nick
+        self.factory = BridgeLinkFactory(
+            reactor,
+            address,
+            daemon,
+            plan.key,
+            plan.fingerprint,
+            lambda: accepted_fingerprints(plan.keys),
+            plan.keepalive,
+            backoff or Backoff(),
+        )
+        self._client = ClientService(
+            _endpoint(reactor, address, plan.trust),
+            self.factory,
+            retryPolicy=self.factory.backoff,
+            clock=reactor,
+        )
+
+    def startService(self):
+        """Start connecting."""
+        super().startService()
+        self._client.startService()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Close the link (1001) and stop retrying; fires when the connection is gone."""
+        super().stopService()
+        if self.factory.current is not None:
+            yield self.factory.current.going_away()
+        yield self._client.stopService()
+
+
+class BridgeLinksService(OrderedService):
+    """One :class:`BridgeLinkService` per configured bridge; ``daemon`` is the daemon's
+    server factory, whose router, hub, tokens and limits relayed clients share."""
+
+    def __init__(self, reactor, plan, daemon):
+        super().__init__()
+        self.setName("bridges")
+        for address in plan.bridges:
+            BridgeLinkService(reactor, address, plan, daemon).setServiceParent(self)

@@ -1,0 +1,96 @@
+"""``twistd sysadm-bridge``: command-line options and the service tree.
+
+    twistd -n sysadm-bridge [--config PATH] [--listen ENDPOINT] [--set SECTION.KEY=VALUE]
+
+The bridge shares the daemon's configuration rules, error reporting, WebSocket server,
+limits and ``rpc/auth_ssl``; see ``sysadmd.bridge.wire`` for what it adds.
+"""
+
+from sysadmd import tap as daemon_tap
+from sysadmd.bridge import schema
+from sysadmd.bridge.auth import build_bridge_auth
+from sysadmd.bridge.server import BridgeServerFactory, register_calls
+from sysadmd.config import ConfigErrors, find_default_config, load_config
+from sysadmd.server.endpoints import prepare_endpoints
+from sysadmd.server.listening import ListenService
+from sysadmd.server.outbound import DISCONNECT
+from sysadmd.server.router import Router
+from sysadmd.server.service import ConnectionsService
+from sysadmd.server.settings import ConnectionSettings
+
+PROGRAM = "sysadm-bridge"
+
+
+class Options(daemon_tap.Options):
+    """Command-line options of ``twistd sysadm-bridge`` (the daemon's, other defaults)."""
+
+    optParameters = [
+        [
+            "config",
+            "c",
+            None,
+            "Configuration file (default: /usr/local/etc/sysadm-bridge.ini, else "
+            "/etc/sysadm-bridge.ini, else built-in defaults).",
+        ],
+    ]
+
+
+def load(options):
+    """Read the configuration named by ``options``."""
+    path = options["config"] or find_default_config(schema.DEFAULT_PATHS)
+    overrides = list(options["set"])
+    if options["listen"]:
+        overrides.append("server.listen=" + " ".join(options["listen"]))
+    return load_config(path, overrides=overrides, sections=schema.SECTIONS)
+
+
+def settings_from_config(config):
+    """The per-connection limits of the bridge."""
+    server, auth = config["server"], config["auth"]
+    return ConnectionSettings(
+        max_message_bytes=server["max_message_bytes"],
+        preauth_max_message_bytes=min(auth["preauth_max_message_bytes"], server["max_message_bytes"]),
+        idle_timeout=server["idle_timeout"],
+        auth_timeout=auth["auth_timeout"],
+        ping_interval=server["ping_interval"],
+        handshake_timeout=server["handshake_timeout"],
+        max_connections_per_ip=server["max_connections_per_ip"],
+        max_inflight_requests=server["max_inflight_requests"],
+        subscriber_buffer_bytes=config["relay"]["buffer_bytes"],
+        slow_subscriber=DISCONNECT,
+        allowed_origins=list(server["allowed_origins"]),
+    )
+
+
+def build_service(options, reactor):
+    """Wire the bridge's services; raises :class:`ConfigErrors` for every problem."""
+    config = load(options)
+    errors = []
+    daemon_tap._check_state_dir(config, errors)
+    if not errors:
+        tokens, bans, authenticator = build_bridge_auth(reactor, config, errors)
+        descriptions = prepare_endpoints(reactor, config, errors)
+    if errors:
+        raise ConfigErrors(errors)
+
+    router = Router()
+    factory = BridgeServerFactory(reactor, settings_from_config(config), router, tokens, bans)
+    register_calls(router, authenticator, factory)
+
+    top = daemon_tap.DaemonService(reactor, config.source, program=PROGRAM)
+    for child in (
+        ConnectionsService(reactor, factory),
+        ListenService(reactor, descriptions, factory, config.source, program=PROGRAM),
+    ):
+        child.setServiceParent(top)
+    return top
+
+
+def makeService(options, reactor=None):
+    """twistd's entry point (see ``twisted/plugins/sysadmd_plugins.py``)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        return build_service(options, reactor)
+    except ConfigErrors as e:
+        daemon_tap._exit_with(e.errors, PROGRAM)

@@ -1,0 +1,17 @@
+"""The ``sysadm`` command-line client.
+
+::
+
+    config.py      ~/.config/sysadm/client.ini defaults
+    errors.py      failures shown to the user as one line
+    calls.py       requests and replies matched by id, events, over one channel
+    tls.py         certificate pinning by SHA-256 fingerprint
+    connection.py  the Autobahn WebSocket client and the direct link
+    bridge.py      the relay framing and the link through a bridge
+    auth.py        password, cached token and key (auth_ssl) sign-in
+    render.py      event lines, colours and tables
+    follow.py      a dispatcher job's output streamed from its events
+    watch.py       ``watch``: subscribe, reconnect with backoff, re-subscribe
+    commands.py    the other subcommands
+    cli.py         argument parsing and ``main``
+"""

@@ -1,0 +1,221 @@
+"""The subcommands other than ``watch``, and what they share: reaching the daemon
+(directly or through a bridge) and signing in.
+
+Every command is ``command(reactor, link, options, out)`` returning a Deferred that fires
+with the exit status; :func:`run_command` opens the link, signs in when the command needs
+it, runs the command and closes the link whatever happens.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from twisted.internet import defer
+
+from sysadmd.client import render
+from sysadmd.client.auth import authenticate, sign_in_with_key
+from sysadmd.client.bridge import BridgeLink
+from sysadmd.client.connection import CONNECT_TIMEOUT, DirectLink, connect
+from sysadmd.client.errors import ClientError, ConnectionClosed
+from sysadmd.client.follow import JobFollower, exit_status
+
+STATE_TIMEOUT = 15.0
+
+
+@dataclass
+class Target:
+    """Where the daemon is: ``url`` (with ``tls``, a connection creator or None), or a
+    bridge at ``bridge_url`` relaying to ``server_id`` (the bridge signs us in with
+    ``bridge_key``)."""
+
+    url: str
+    tls: Any = None
+    bridge_url: Optional[str] = None
+    server_id: Optional[str] = None
+    bridge_key: Any = None
+    timeout: float = CONNECT_TIMEOUT
+
+    @property
+    def label(self):
+        """The address shown in messages (and the scope of cached tokens)."""
+        if self.bridge_url:
+            return f"{self.bridge_url}#{self.server_id}"
+        return self.url
+
+
+@defer.inlineCallbacks
+def open_link(reactor, target):
+    """Connect (and, through a bridge, sign in to it and wait for the server); fires with
+    a link (``session``, ``closed``, ``close()``)."""
+    if not target.bridge_url:
+        connection = yield connect(reactor, target.url, target.tls, target.timeout)
+        return DirectLink(reactor, connection)
+    connection = yield connect(reactor, target.bridge_url, target.tls, target.timeout)
+    link = BridgeLink(
+        reactor, connection, target.server_id,
+        lambda session: sign_in_with_key(session, target.bridge_key, "the bridge"),
+        server_wait=target.timeout,
+    )
+    try:
+        yield link.start()
+    except Exception:
+        yield link.close()
+        raise
+    return link
+
+
+@defer.inlineCallbacks
+def run_command(reactor, target, credentials, command, options, out, sign_in=True):
+    """Open the link, sign in (unless ``sign_in`` is false), run ``command``, close."""
+    link = yield open_link(reactor, target)
+    try:
+        if sign_in:
+            yield authenticate(link.session, credentials)
+        status = yield command(reactor, link, options, out)
+    finally:
+        yield link.close()
+    return status
+
+
+def _until_closed(link, waiting, what):
+    """Fail ``waiting`` when the link closes first."""
+
+    def closed(description):
+        if not waiting.called:
+            waiting.errback(ConnectionClosed(f"connection to {link.url} lost {what}: {description}"))
+        return description
+
+    link.closed.addCallback(closed)
+
+
+def _print_json(out, value):
+    out.line(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@defer.inlineCallbacks
+def identify(reactor, link, options, out):
+    """``rpc/identify``: what the peer is (works without signing in)."""
+    reply = yield link.session.call("rpc", "identify", {})
+    if options.json:
+        _print_json(out, reply)
+    else:
+        out.line(render.identify_text(reply))
+    return 0
+
+
+@defer.inlineCallbacks
+def state(reactor, link, options, out):
+    """Subscribe to ``system-state`` and print the event the daemon replays to new
+    subscribers (or the first one it publishes)."""
+    received = defer.Deferred()
+    session = link.session
+
+    def on_event(frame):
+        if frame.get("name") == "system_state" and isinstance(frame.get("args"), dict) and not received.called:
+            received.callback(frame["args"])
+
+    session.on_event = on_event
+    _until_closed(link, received, "while waiting for the system state")
+    yield session.call("events", "subscribe", ["system-state"])
+    timeout = options.timeout
+    timer = reactor.callLater(timeout, lambda: received.called or received.errback(ClientError(
+        f"no system state from {link.url} within {timeout:g} s (the system-state source "
+        "publishes after its first poll; is it in [events] sources?)"
+    )))
+    try:
+        args = yield received
+    finally:
+        if timer.active():
+            timer.cancel()
+    if options.json:
+        _print_json(out, args)
+    else:
+        out.line(render.state_text(args, out.colour))
+    return 0
+
+
+def _dispatcher(link, action, **args):
+    return link.session.call("rpc", "dispatcher", dict(args, action=action))
+
+
+@defer.inlineCallbacks
+def run(reactor, link, options, out):
+    """Submit a job; with ``--wait`` stream its output and end with its return code."""
+    request = {options.job_id: options.commands if len(options.commands) > 1 else options.commands[0]}
+    if options.queue is not None:
+        request["queue"] = options.queue
+    if options.timeout is not None:
+        request["timeout"] = options.timeout
+    if not options.wait:
+        reply = yield _dispatcher(link, "run", **request)
+        out.line("started: " + ", ".join(map(str, (reply or {}).get("started", [options.job_id]))))
+        return 0
+    follower = JobFollower(options.job_id, out.write, out.note)
+    finished = defer.Deferred()
+
+    def on_event(frame):
+        if frame.get("name") == "dispatcher" and follower.event(frame.get("args")) and not finished.called:
+            finished.callback(None)
+
+    link.session.on_event = on_event
+    _until_closed(link, finished, f"while job {options.job_id} was running (see: sysadm log {options.job_id})")
+    # Subscribe first, so no event of the new job can be missed.
+    yield link.session.call("events", "subscribe", ["dispatcher"])
+    yield _dispatcher(link, "run", **request)
+    yield finished
+    code = follower.return_code
+    flags = ", ".join(flag.replace("_", " ") for flag in follower.flags)
+    if code is None:
+        out.error(f"job {options.job_id} ended before any command ran" + (f" ({flags})" if flags else ""))
+        return 1
+    if code != 0 or flags:
+        out.error(f"job {options.job_id} finished with return code {code}" + (f" ({flags})" if flags else ""))
+    return exit_status(code)
+
+
+@defer.inlineCallbacks
+def jobs(reactor, link, options, out):
+    """The pending and running jobs."""
+    reply = yield _dispatcher(link, "list")
+    if options.json:
+        _print_json(out, reply)
+    else:
+        out.line(render.jobs_text(reply))
+    return 0
+
+
+@defer.inlineCallbacks
+def kill(reactor, link, options, out):
+    """Kill jobs; exit 1 when one of them was not pending or running."""
+    reply = yield _dispatcher(link, "kill", job_id=list(options.job_ids))
+    killed = ((reply or {}).get("killed") or {}).get("jobs") or []
+    if killed:
+        out.line("killed: " + ", ".join(map(str, killed)))
+    missing = [job_id for job_id in options.job_ids if job_id not in killed]
+    if missing:
+        out.error("no pending or running job: " + ", ".join(missing))
+        return 1
+    return 0
+
+
+@defer.inlineCallbacks
+def log(reactor, link, options, out):
+    """A job's full log, running or from history."""
+    details = yield _dispatcher(link, "log", job_id=options.job_id)
+    if options.json:
+        _print_json(out, details)
+    else:
+        out.line(render.log_text(details if isinstance(details, dict) else {}))
+    return 0
+
+
+@defer.inlineCallbacks
+def history(reactor, link, options, out):
+    """Recently finished jobs, newest first."""
+    args = {} if options.limit is None else {"limit": options.limit}
+    reply = yield _dispatcher(link, "history", **args)
+    if options.json:
+        _print_json(out, reply)
+    else:
+        out.line(render.history_text(reply))
+    return 0

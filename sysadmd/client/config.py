@@ -1,0 +1,80 @@
+"""Defaults for the command-line options from ``~/.config/sysadm/client.ini``.
+
+::
+
+    [client]
+    url = wss://nas1.example.org:12150
+    user = alice
+    token_file = ~/.cache/sysadm/nas1.token
+    key = ~/.ssh/id_ed25519
+    fingerprint = SHA256:AB:CD:...
+    bridge = wss://bridge.example.org:12149
+    server = nas1
+
+Options given on the command line win. The file is ``$XDG_CONFIG_HOME/sysadm/client.ini``
+when ``XDG_CONFIG_HOME`` is set; ``--config`` names another one (which must then exist).
+Unknown sections and keys are errors that name the file, section and key, so a typo
+does not silently fall back to a default.
+"""
+
+import configparser
+import os
+
+from sysadmd.client.errors import ClientError
+
+SECTION = "client"
+KEYS = ("url", "user", "token_file", "key", "fingerprint", "bridge", "server")
+PATH_KEYS = ("token_file", "key")
+
+
+def default_path(environ=None):
+    """Where the per-user file lives."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    return os.path.join(base, "sysadm", "client.ini")
+
+
+def parse_defaults(text, source="<string>"):
+    """The ``[client]`` values of ini ``text`` as a dict (paths with ``~`` expanded);
+    :class:`ClientError` naming ``source`` for anything wrong."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        parser.read_string(text, source=source)
+    except configparser.Error as e:
+        raise ClientError(f"{source}: {_one_line(e)}") from None
+    values = {}
+    for section in parser.sections():
+        if section != SECTION:
+            raise ClientError(f"{source}: unknown section [{section}] (only [{SECTION}])")
+        for key, value in parser.items(section):
+            if key not in KEYS:
+                raise ClientError(
+                    f"{source}: [{SECTION}] {key}: unknown key (known: {', '.join(KEYS)})"
+                )
+            value = value.strip()
+            if value:
+                values[key] = os.path.expanduser(value) if key in PATH_KEYS else value
+    return values
+
+
+def _one_line(error):
+    return " ".join(str(error).split())
+
+
+def load_defaults(path=None, environ=None):
+    """The defaults from ``path`` (which must exist), or from :func:`default_path` (which
+    may not)."""
+    explicit = path is not None
+    path = os.path.expanduser(path) if explicit else default_path(environ)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        if explicit:
+            raise ClientError(f"--config: {path} does not exist") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClientError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    return parse_defaults(text, path)

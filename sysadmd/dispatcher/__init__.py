@@ -1,0 +1,36 @@
+"""The dispatcher: queued commands run as child processes, with events and history.
+
+Parts, one module each:
+
+- ``queue``: named FIFO queues with a ``max_running`` limit, and the ``[dispatcher] queues``
+  parser;
+- ``job``: the job model, per-command logs with byte caps, and the errors ``submit`` fails with;
+- ``runner``: the ``ProcessProtocol`` and the chain of one job's commands (timeouts, kill);
+- ``events``: the pending / running / finished event payloads and the update throttle;
+- ``store``: SQLite history and crash recovery, written by one worker thread;
+- ``core``: :class:`~sysadmd.dispatcher.core.Dispatcher`, which ties them together;
+- ``api``: the ``rpc/dispatcher`` call;
+- ``service``: the Service that starts and stops it, built from the configuration.
+
+Submitting jobs from a plugin
+-----------------------------
+
+An event source gets the running dispatcher from its context, ``context.services["dispatcher"]``,
+and calls::
+
+    d = dispatcher.submit(
+        "pkg-install-nginx",               # job id, unique among pending/running jobs
+        ["pkg update", "pkg install -y nginx"],  # commands, run in order, no shell
+        queue="pkg_queue",                 # default: no_queue (or the first configured queue)
+        timeout=600,                       # seconds for the whole job (None: default_timeout)
+        event_system="sysadm/pkg",         # "<namespace>/<name>": marks a class job
+        extra={"action": "install"},       # the class's own fields, beside process_details
+    )
+
+``d`` fires with the job id once the job is queued and committed to the database, or fails
+with :class:`~sysadmd.dispatcher.job.InvalidJob` (bad arguments),
+:class:`~sysadmd.dispatcher.job.DuplicateJob` (the id is pending or running) or
+:class:`~sysadmd.dispatcher.job.DispatcherUnavailable` (stopping, or its database failed).
+Events of a class job carry ``event_system`` and the ``extra`` fields at the top level, in the
+"Dispatcher Class Event Message" form.
+"""

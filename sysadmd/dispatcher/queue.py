@@ -1,0 +1,89 @@
+"""Named FIFO queues, each starting jobs while fewer than ``max_running`` run."""
+
+import re
+from collections import OrderedDict
+
+DEFAULT_QUEUE = "no_queue"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def parse_queues(text):
+    """Parse ``[dispatcher] queues``: whitespace-separated ``name:max_running`` pairs
+    (0 = unlimited). Returns an ordered dict name -> max_running; raises ValueError."""
+    queues = OrderedDict()
+    for item in text.split():
+        name, sep, limit = item.partition(":")
+        if not sep or not _NAME.match(name):
+            raise ValueError(
+                f"{item!r} is not NAME:MAX_RUNNING (NAME of letters, digits, '_', '.', '-')"
+            )
+        try:
+            value = int(limit)
+        except ValueError:
+            raise ValueError(f"{item!r}: {limit!r} is not a whole number") from None
+        if value < 0:
+            raise ValueError(f"{item!r}: max_running cannot be negative (0 = unlimited)")
+        if name in queues:
+            raise ValueError(f"queue {name!r} is listed twice")
+        queues[name] = value
+    if not queues:
+        raise ValueError("at least one queue is needed, e.g. no_queue:0")
+    return queues
+
+
+def default_queue(queues):
+    """The queue of jobs that name none: ``no_queue`` when configured, else the first."""
+    return DEFAULT_QUEUE if DEFAULT_QUEUE in queues else next(iter(queues))
+
+
+class JobQueue:
+    """One queue: pending jobs in submission order, and the running ones."""
+
+    def __init__(self, name, max_running):
+        self.name = name
+        self.max_running = max_running
+        self.pending = OrderedDict()
+        self.running = OrderedDict()
+
+    def __repr__(self):
+        return f"<JobQueue {self.name} {len(self.running)}/{self.max_running or 'inf'} +{len(self.pending)}>"
+
+    def add(self, job):
+        """Append a pending job."""
+        self.pending[job.seq] = job
+
+    def discard(self, job):
+        """Forget ``job`` wherever it is."""
+        self.pending.pop(job.seq, None)
+        self.running.pop(job.seq, None)
+
+    def has_room(self):
+        """Whether one more job may start."""
+        return self.max_running == 0 or len(self.running) < self.max_running
+
+    def take_startable(self):
+        """Move the jobs that may start now from pending to running, in FIFO order, and
+        return them. A job not yet committed to the database blocks those behind it."""
+        started = []
+        while self.pending and self.has_room():
+            seq, job = next(iter(self.pending.items()))
+            if not job.persisted:
+                break
+            del self.pending[seq]
+            self.running[seq] = job
+            started.append(job)
+        return started
+
+    def listing(self):
+        """``list``'s view: id -> commands, state and queue position ("0" while running,
+        then 1, 2, ... in the order pending jobs will start)."""
+        jobs = {}
+        for job in self.running.values():
+            jobs[job.job_id] = {"commands": list(job.commands), "state": job.state, "queue_position": "0"}
+        for position, job in enumerate(self.pending.values(), 1):
+            jobs[job.job_id] = {
+                "commands": list(job.commands),
+                "state": job.state,
+                "queue_position": str(position),
+            }
+        return jobs

@@ -1,0 +1,258 @@
+"""Run the real bridge (``twistd -n sysadm-bridge``) and talk to it as a bridge client.
+
+:class:`BridgeDaemon` is the harness's :class:`Daemon` running the bridge plugin.
+:class:`BridgeClient` is a synchronous ``websockets`` client that answers the bridge's
+identify, signs in with an Ed25519 key (signed here with ``cryptography`` directly, not
+with sysadmd's code), follows ``events/bridge`` and relays envelopes to servers.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections import defaultdict
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from websockets.sync.client import connect
+
+from tests.integration.harness import ADMIN, Daemon
+
+BRIDGE_CONFIG = """\
+[server]
+listen = {listen}
+state_dir = {state_dir}
+ping_interval = 0
+
+[auth]
+failure_delay = 0.2
+"""
+
+
+class BridgeDaemon(Daemon):
+    """A running ``twistd -n sysadm-bridge``; ``keys_file`` is its ``[auth] keys_file``."""
+
+    plugin = "sysadm-bridge"
+    listening = re.compile(r"sysadm-bridge listening on (wss?://[^\s]+)")
+    ready = re.compile(r"sysadm-bridge \S+ ready")
+
+    def __init__(self, tmp_path, listen="tcp:0:interface=127.0.0.1", config=BRIDGE_CONFIG, **kwargs):
+        os.makedirs(tmp_path, exist_ok=True)
+        super().__init__(tmp_path, config.replace("{listen}", listen), **kwargs)
+        self.keys_file = os.path.join(self.state_dir, "keys")
+
+    @property
+    def port(self):
+        """The bound port."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    def register(self, user, public_line):
+        """``sysadmd-admin key add`` an OpenSSH public key line to the bridge's keys file;
+        returns the fingerprint."""
+        return add_key(self.keys_file, user, public_line)
+
+
+def add_key(keys_file, user, public_line):
+    """Register ``public_line`` for ``user`` in ``keys_file`` with the real admin command."""
+    result = subprocess.run(
+        [ADMIN, "key", "add", "--user", user, "--keys-file", keys_file, "-"],
+        input=public_line + "\n", capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
+
+
+def new_key():
+    """A fresh Ed25519 private key."""
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def public_line(key, comment="test"):
+    """The OpenSSH public line of ``key``."""
+    line = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    return f"{line} {comment}"
+
+
+def export_key(daemon):
+    """The daemon's bridge key, from the real ``sysadmd-admin bridge export-key``."""
+    result = subprocess.run(
+        [ADMIN, "bridge", "export-key", "--config", str(daemon.config_path)],
+        capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
+
+
+def _sign(key, test_string):
+    import base64
+
+    return base64.b64encode(key.sign(test_string.encode("utf-8"))).decode()
+
+
+class BridgeClient:
+    """A client connection to a bridge (see the module docstring)."""
+
+    def __init__(self, url, identify_as="client", **kwargs):
+        kwargs.setdefault("open_timeout", 10)
+        kwargs.setdefault("max_size", None)
+        self._connection = connect(url, **kwargs)
+        self.ws = self._connection.__enter__()
+        self.identify_as = identify_as
+        self.identified = False
+        self.bridge_frames = []  # envelopes from the bridge itself
+        self.bridge_events = []  # available_connections lists, in order
+        self._seen_events = 0
+        self.relayed = defaultdict(list)  # sender id -> decoded envelopes
+        self.raw_relayed = []  # (sender, payload text) in order
+        self._ids = 0
+
+    # Receiving
+
+    def pump(self, timeout):
+        """Read one frame and file it; returns False on timeout."""
+        try:
+            text = self.ws.recv(timeout)
+        except TimeoutError:
+            return False
+        if isinstance(text, bytes):
+            text = text.decode()
+        if text.lstrip().startswith("{"):
+            message = json.loads(text)
+            if message.get("namespace") == "rpc" and message.get("name") == "identify":
+                self.identified = True
+                if self.identify_as is not None:
+                    self.send({"namespace": "rpc", "name": "response", "id": message["id"],
+                               "args": {"type": self.identify_as}})
+            elif message.get("namespace") == "events" and message.get("name") == "bridge":
+                assert message["id"] == "", message
+                self.bridge_events.append(message["args"]["available_connections"])
+            else:
+                self.bridge_frames.append(message)
+        else:
+            sender, newline, payload = text.partition("\n")
+            assert newline, text
+            self.raw_relayed.append((sender, payload))
+            try:
+                self.relayed[sender].append(json.loads(payload))
+            except ValueError:
+                pass
+        return True
+
+    def wait_for(self, predicate, timeout=10, what="a condition"):
+        """Pump frames until ``predicate()`` returns something truthy; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = predicate()
+            if found:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.pump(min(remaining, 0.5))
+
+    def quiet(self, seconds):
+        """Pump everything that arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.pump(max(0.01, deadline - time.monotonic()))
+
+    def next_bridge_event(self, timeout=10):
+        """The next ``available_connections`` list not returned yet."""
+        self.wait_for(lambda: len(self.bridge_events) > self._seen_events, timeout, "a bridge event")
+        self._seen_events += 1
+        return self.bridge_events[self._seen_events - 1]
+
+    def bridge_event_where(self, predicate, timeout=10):
+        """The first later bridge event whose list satisfies ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ids = self.next_bridge_event(max(0.01, deadline - time.monotonic()))
+            if predicate(ids):
+                return ids
+
+    @property
+    def available(self):
+        """The last list the bridge sent, or None."""
+        return self.bridge_events[-1] if self.bridge_events else None
+
+    # To the bridge
+
+    def send(self, message):
+        """Send a dict as JSON, or text as it is."""
+        self.ws.send(json.dumps(message) if isinstance(message, dict) else message)
+
+    def bridge_call(self, namespace, name, args=None, timeout=10):
+        """A request to the bridge itself; returns its reply."""
+        self._ids += 1
+        request_id = f"b-{self._ids}"
+        self.send({"namespace": namespace, "name": name, "id": request_id,
+                   "args": {} if args is None else args})
+
+        def reply():
+            for frame in self.bridge_frames:
+                if frame.get("id") == request_id:
+                    self.bridge_frames.remove(frame)
+                    return frame
+            return None
+
+        return self.wait_for(reply, timeout, f"the bridge's reply to {namespace}/{name}")
+
+    def sign_in(self, key):
+        """rpc/auth_ssl with ``key``; returns the stage 2 reply."""
+        stage1 = self.bridge_call("rpc", "auth_ssl")
+        assert stage1["name"] == "response", stage1
+        return self.bridge_call(
+            "rpc", "auth_ssl", {"encrypted_string": _sign(key, stage1["args"]["test_string"])}
+        )
+
+    def bridge_error(self, timeout=10):
+        """The next error frame from the bridge itself (``"id": null``)."""
+        def error():
+            for frame in self.bridge_frames:
+                if frame.get("namespace") == "error":
+                    self.bridge_frames.remove(frame)
+                    return frame
+            return None
+
+        return self.wait_for(error, timeout, "an error from the bridge")
+
+    # Through the bridge
+
+    def relay(self, destination, message):
+        """Send ``message`` (dict or text) to ``destination`` through the bridge."""
+        payload = json.dumps(message) if isinstance(message, dict) else message
+        self.send(f"{destination}\n{payload}")
+
+    def call(self, server, namespace, name, args=None, timeout=10):
+        """A request relayed to ``server``; returns its reply."""
+        self._ids += 1
+        request_id = f"r-{self._ids}"
+        self.relay(server, {"namespace": namespace, "name": name, "id": request_id,
+                            "args": {} if args is None else args})
+
+        def reply():
+            for frame in self.relayed[server]:
+                if frame.get("id") == request_id and frame.get("name") in ("response", "error"):
+                    self.relayed[server].remove(frame)
+                    return frame
+            return None
+
+        return self.wait_for(reply, timeout, f"{server}'s reply to {namespace}/{name}")
+
+    def next_event(self, server, frame_name, predicate=lambda args: True, timeout=10):
+        """The next event ``frame_name`` relayed from ``server`` whose args satisfy
+        ``predicate`` (earlier non-matching ones are discarded)."""
+        def event():
+            frames = self.relayed[server]
+            while frames:
+                frame = frames.pop(0)
+                if frame.get("name") == frame_name and predicate(frame.get("args")):
+                    return frame
+            return None
+
+        return self.wait_for(event, timeout, f"a {frame_name} event from {server}")
+
+    def close(self):
+        """Close the connection."""
+        self.ws.close()

@@ -1,0 +1,267 @@
+"""The zfs backend and the life-preserver source, against a fake ``zfs`` script."""
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+from twisted.internet import reactor as global_reactor
+from twisted.logger import capturedLogs
+from twisted.plugin import IPlugin
+from zope.interface.verify import verifyObject
+
+from sysadmd.config import ConfigErrors, load_config
+from sysadmd.events.context import SourceContext
+from sysadmd.events.discovery import discover_sources
+from sysadmd.interfaces import IEventSource, IEventSourceFactory
+from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
+from sysadmd.plugins.lifepreserver_source import life_preserver
+from tests.unit.clocked import ClockedReactor
+
+
+class FakeZfs:
+    """A fake zfs whose snapshot list the test rewrites; it records its argv."""
+
+    def __init__(self, root):
+        self.root = root
+        self.path = root / "zfs"
+        self.set_snapshots([])
+        self.script(f'echo "$@" > "{root}/argv"; cat "{root}/zfs.out"; '
+                    f'cat "{root}/zfs.err" >&2; exit $(cat "{root}/zfs.rc")')
+
+    def script(self, body):
+        self.path.write_text(f"#!/bin/sh\n{body}\n")
+        self.path.chmod(0o755)
+
+    def set_snapshots(self, names, err="", rc=0):
+        (self.root / "zfs.out").write_text("".join(n + "\n" for n in names))
+        (self.root / "zfs.err").write_text(err)
+        (self.root / "zfs.rc").write_text(str(rc))
+
+    def argv(self):
+        return (self.root / "argv").read_text().split()
+
+
+def new(name):
+    dataset, snap = name.split("@")
+    return {"message": f"New snapshot of {dataset}: {snap}", "priority": "1 - Information",
+            "class": "snapshot"}
+
+
+def destroyed(name):
+    dataset, snap = name.split("@")
+    return {"message": f"Destroyed snapshot of {dataset}: {snap}",
+            "priority": "1 - Information", "class": "snapshot"}
+
+
+@pytest.fixture
+def fake(tmp_path):
+    root = tmp_path / "bin"
+    root.mkdir()
+    return FakeZfs(root)
+
+
+@pytest.fixture
+def clocked():
+    return ClockedReactor()
+
+
+@pytest.fixture
+def backends(clocked, fake, tmp_path):
+    made = []
+
+    def make(**kwargs):
+        events = []
+        backend = ZfsSnapshotBackend(
+            clocked, events.append, str(tmp_path / "snapshots.json"),
+            zfs_command=str(fake.path), **kwargs
+        )
+        made.append(backend)
+        return backend, events
+
+    yield make
+    for backend in made:
+        backend.stop()
+
+
+def settle(backend):
+    return backend.when_idle().addTimeout(10, global_reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_first_listing_is_a_baseline_without_a_flood(backends, fake):
+    fake.set_snapshots(["tank@a", "tank/data@b"])
+    backend, events = backends(interval=60)
+    backend.start()
+    yield settle(backend)
+    assert events == []
+    assert fake.argv() == ["list", "-H", "-t", "snapshot", "-o", "name"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_new_and_destroyed_snapshots_are_events(clocked, backends, fake):
+    fake.set_snapshots(["tank@a", "tank/data@b"])
+    backend, events = backends(interval=60)
+    backend.start()
+    yield settle(backend)
+    fake.set_snapshots(["tank/data@b", "tank/data@c", "tank@d"])
+    clocked.clock.advance(59)
+    yield settle(backend)
+    assert events == []
+    clocked.clock.advance(1)
+    yield settle(backend)
+    assert events == [destroyed("tank@a"), new("tank/data@c"), new("tank@d")]
+    clocked.clock.advance(60)
+    yield settle(backend)
+    assert len(events) == 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_snapshots_taken_while_down_are_reported_at_start(backends, fake):
+    fake.set_snapshots(["tank@a"])
+    first, events = backends()
+    first.start()
+    yield settle(first)
+    yield first.stop()
+    fake.set_snapshots(["tank@a", "tank@while-down"])
+    second, events = backends()
+    second.start()
+    yield settle(second)
+    assert events == [new("tank@while-down")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failed_listing_destroys_nothing(clocked, backends, fake):
+    fake.set_snapshots(["tank@a"])
+    backend, events = backends(interval=60)
+    backend.start()
+    yield settle(backend)
+    fake.set_snapshots([], err="internal error: failed to initialize ZFS library\n", rc=1)
+    with capturedLogs() as logs:
+        clocked.clock.advance(60)
+        yield settle(backend)
+    assert events == []
+    assert "failed to initialize ZFS library" in [
+        e for e in logs if "failed" in e["log_format"]][0]["problem"]
+    fake.set_snapshots(["tank@a", "tank@b"])
+    clocked.clock.advance(60)
+    yield settle(backend)
+    assert events == [new("tank@b")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_hung_zfs_is_killed_and_listing_goes_on(clocked, backends, fake):
+    fake.set_snapshots(["tank@a"])
+    backend, events = backends(interval=60, command_timeout=30)
+    backend.start()
+    yield settle(backend)
+    good = fake.path.read_text()
+    fake.script("exec sleep 60")
+    clocked.clock.advance(60)
+    yield task.deferLater(global_reactor, 0.3, lambda: None)
+    hung = backend._command
+    with capturedLogs() as logs:
+        clocked.clock.advance(30)
+        yield settle(backend)
+    yield hung.ended.addTimeout(10, global_reactor)
+    assert any("still running after 30 s" in e.get("problem", "") for e in logs)
+    fake.path.write_text(good)
+    fake.set_snapshots(["tank@a", "tank@b"])
+    clocked.clock.advance(30)
+    yield settle(backend)
+    assert events == [new("tank@b")]
+
+
+def make_source(clocked, tmp_path, **keys):
+    text = "[source:life-preserver]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+    config = load_config(text=text, source_options={"life-preserver": life_preserver.options})
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    context = SourceContext(clocked, config.source_section("life-preserver"), str(state))
+    return life_preserver.build(context)
+
+
+def test_source_and_factory_provide_their_interfaces(clocked, tmp_path):
+    assert verifyObject(IEventSourceFactory, life_preserver)
+    assert verifyObject(IPlugin, life_preserver)
+    source = make_source(clocked, tmp_path)
+    assert verifyObject(IEventSource, source)
+    assert (source.name, source.frame_name, source.replay_last) == (
+        "life-preserver", "life_preserver", True
+    )
+    assert source.config_section == "source:life-preserver"
+    assert discover_sources()["life-preserver"] is life_preserver
+
+
+def test_option_defaults_and_validation():
+    config = load_config(text="", source_options={"life-preserver": life_preserver.options})
+    assert config.source_section("life-preserver") == {
+        "backend": "auto", "log_dir": "/var/log/lpreserver", "poll_interval": 1.0,
+        "interval": 60.0, "zfs_command": "zfs", "command_timeout": 30.0,
+    }
+    with pytest.raises(ConfigErrors) as e:
+        load_config(text="[source:life-preserver]\nbackend = rsync\n",
+                    source_options={"life-preserver": life_preserver.options})
+    assert "backend" in str(e.value) and "rsync" in str(e.value)
+    with pytest.raises(ConfigErrors) as e:
+        load_config(text="[source:life-preserver]\nlog_dir = var/log\n",
+                    source_options={"life-preserver": life_preserver.options})
+    assert "log_dir" in str(e.value) and "not an absolute path" in str(e.value)
+
+
+def test_auto_prefers_the_lpreserver_log(clocked, tmp_path, fake):
+    logs = tmp_path / "lp"
+    logs.mkdir()
+    source = make_source(clocked, tmp_path, log_dir=logs, zfs_command=fake.path)
+    assert source.choose_backend() == "zfs"
+    (logs / "lpreserver.log").write_text("")
+    assert source.choose_backend() == "lpreserver"
+    missing = make_source(clocked, tmp_path, log_dir=tmp_path / "none",
+                          zfs_command=tmp_path / "no-zfs")
+    assert missing.choose_backend() is None
+    forced = make_source(clocked, tmp_path, backend="zfs", log_dir=logs)
+    assert forced.choose_backend() == "zfs"
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_lpreserver_or_zfs_the_source_idles_and_says_so_once(clocked, tmp_path):
+    source = make_source(clocked, tmp_path, log_dir=tmp_path / "none",
+                         zfs_command=tmp_path / "no-zfs")
+    events = []
+    with capturedLogs() as logs:
+        yield source.start(events.append)
+        clocked.clock.advance(3600)
+    idle = [e for e in logs if "idle" in e["log_format"]]
+    assert len(idle) == 1 and "no-zfs" in idle[0]["zfs"]
+    assert clocked.clock.getDelayedCalls() == []
+    yield source.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_source_runs_the_lpreserver_backend(clocked, tmp_path):
+    logs = tmp_path / "lp"
+    logs.mkdir()
+    (logs / "lpreserver.log").write_text("Fri Nov 27 09:00:00 UTC 2026: Creating snapshot on old\n")
+    source = make_source(clocked, tmp_path, log_dir=logs)
+    events = []
+    yield source.start(events.append)
+    assert source.backend_name == "lpreserver"
+    with open(logs / "lpreserver.log", "a") as f:
+        f.write("Fri Nov 27 10:00:00 UTC 2026: Creating snapshot on tank/new\n")
+    clocked.clock.advance(1)
+    assert [e["message"] for e in events] == ["New snapshot of tank/new"]
+    yield source.stop()
+    assert (tmp_path / "state" / "life-preserver.lpreserver.json").exists()
+    assert clocked.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_source_runs_the_zfs_backend_and_stop_waits(clocked, tmp_path, fake):
+    fake.script("exec sleep 60")
+    source = make_source(clocked, tmp_path, backend="zfs", zfs_command=fake.path)
+    yield source.start(lambda args: None)
+    assert source.backend_name == "zfs"
+    yield task.deferLater(global_reactor, 0.2, lambda: None)
+    command = source.backend._command
+    assert not command.finished
+    yield defer.maybeDeferred(source.stop).addTimeout(10, global_reactor)
+    assert command.finished
+    assert clocked.clock.getDelayedCalls() == []
