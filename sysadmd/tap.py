@@ -173,7 +173,10 @@ def front_door(reactor, config, factory, authenticator, dispatcher=None):
         gateway, health, dashboard, max_body_bytes=config["server"]["max_message_bytes"],
         metrics=metrics,
     )
-    return FrontDoorFactory(reactor, factory, site, config["server"]["handshake_timeout"])
+    return FrontDoorFactory(
+        reactor, factory, site, config["server"]["handshake_timeout"],
+        config["server"]["max_connections_per_ip"],
+    )
 
 
 class DaemonService(OrderedService):
@@ -195,7 +198,15 @@ class DaemonService(OrderedService):
     def _handle_sigterm(self):
         # twistd re-raises SIGTERM at exit (status -15); service managers expect 0 from
         # an orderly stop, so SIGTERM here just stops the reactor.
+        daemon_pid = os.getpid()
+
         def stop(signum, frame):
+            if os.getpid() != daemon_pid:
+                # A child between fork and exec (a dispatcher job) inherits this handler:
+                # it must die of SIGTERM as the job would, not swallow it.
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             self.log.info("received SIGTERM, shutting down")
             self._reactor.callFromThread(self._reactor.stop)
 

@@ -7,6 +7,7 @@ owns the transport; this one only forwards bytes.
 """
 
 import re
+from collections import Counter
 
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -28,9 +29,17 @@ class FrontDoor(Protocol):
         self._buffer = b""
         self._inner = None
         self._timeout = None
+        self._host = None
 
     def connectionMade(self):
-        """Start the handshake timeout."""
+        """Refuse an address with too many connections still sending their first
+        request; start the handshake timeout."""
+        host = getattr(self._addr, "host", "unix")
+        if not self._factory.opening(host):
+            self._log.warn("dropping {peer}: too many connections opening", peer=host)
+            self.transport.abortConnection()
+            return
+        self._host = host
         seconds = self._factory.handshake_timeout
         if seconds > 0:
             self._timeout = self._factory.reactor.callLater(seconds, self._too_slow)
@@ -51,9 +60,7 @@ class FrontDoor(Protocol):
             if len(self._buffer) > MAX_HEADER_BYTES:
                 self.transport.abortConnection()
             return
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        self._opened()
         websocket = _UPGRADE.search(self._buffer, 0, end + 2) is not None
         target = self._factory.websocket if websocket else self._factory.web
         self._inner = target.buildProtocol(self._addr)
@@ -61,10 +68,17 @@ class FrontDoor(Protocol):
         buffered, self._buffer = self._buffer, b""
         self._inner.dataReceived(buffered)
 
-    def connectionLost(self, reason):
-        """Tell the chosen protocol; cancel the timeout."""
+    def _opened(self):
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
+        self._timeout = None
+        if self._host is not None:
+            self._factory.opened(self._host)
+            self._host = None
+
+    def connectionLost(self, reason):
+        """Tell the chosen protocol; cancel the timeout."""
+        self._opened()
         if self._inner is not None:
             self._inner.connectionLost(reason)
 
@@ -80,11 +94,27 @@ class FrontDoorFactory(ServerFactory):
         that offers ALPN (browsers, curl); both WebSocket and HTTP ride on HTTP/1.1."""
         return [b"http/1.1"]
 
-    def __init__(self, reactor, websocket, web, handshake_timeout):
+    def __init__(self, reactor, websocket, web, handshake_timeout, max_opening_per_host=256):
         self.reactor = reactor
         self.websocket = websocket
         self.web = web
         self.handshake_timeout = handshake_timeout
+        self.max_opening_per_host = max_opening_per_host
+        self._opening = Counter()
+
+    def opening(self, host):
+        """Count a connection from ``host`` that has not sent its first request yet;
+        False when the host already has the maximum of those."""
+        if self._opening[host] >= self.max_opening_per_host:
+            return False
+        self._opening[host] += 1
+        return True
+
+    def opened(self, host):
+        """``host``'s connection sent its first request (or went away)."""
+        self._opening[host] -= 1
+        if self._opening[host] <= 0:
+            del self._opening[host]
 
     def buildProtocol(self, addr):
         """A :class:`FrontDoor` for each connection."""
