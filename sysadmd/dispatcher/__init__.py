@@ -7,7 +7,8 @@ Parts, one module each:
 - ``job``: the job model, per-command logs with byte caps, and the errors ``submit`` fails with;
 - ``runner``: the ``ProcessProtocol`` and the chain of one job's commands (timeouts, kill);
 - ``events``: the pending / running / finished event payloads and the update throttle;
-- ``store``: SQLite history and crash recovery, written by one worker thread;
+- ``store``: SQLite history and crash recovery, written by one worker thread; writes that
+  fail (a full state directory) are kept in order and retried;
 - ``core``: :class:`~sysadmd.dispatcher.core.Dispatcher`, which ties them together;
 - ``api``: the ``rpc/dispatcher`` call;
 - ``service``: the Service that starts and stops it, built from the configuration.
@@ -30,7 +31,9 @@ and calls::
 ``d`` fires with the job id once the job is queued and committed to the database, or fails
 with :class:`~sysadmd.dispatcher.job.InvalidJob` (bad arguments),
 :class:`~sysadmd.dispatcher.job.DuplicateJob` (the id is pending or running) or
-:class:`~sysadmd.dispatcher.job.DispatcherUnavailable` (stopping, or its database failed).
+:class:`~sysadmd.dispatcher.job.DispatcherUnavailable` (stopping, its database failed, or
+the state directory cannot be written, e.g. full: the job is refused rather than run without
+a record; records of jobs already running are kept and retried until they can be written).
 Events of a class job carry ``event_system`` and the ``extra`` fields at the top level, in the
 "Dispatcher Class Event Message" form.
 """

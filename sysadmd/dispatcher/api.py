@@ -13,7 +13,8 @@
 
 Errors: 400 for bad types, an unknown queue or an empty command (nothing starts); 409 when a
 job id is already pending or running (nothing starts); 404 for an unknown action or a job id
-``log`` does not know; 503 when the dispatcher is unavailable.
+``log`` does not know; 503 when the dispatcher is unavailable (stopping, or the state directory
+cannot be written, e.g. full: the job is refused, not run without a record).
 """
 
 from twisted.internet import defer

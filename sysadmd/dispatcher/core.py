@@ -26,6 +26,7 @@ from sysadmd.dispatcher.job import (
 )
 from sysadmd.dispatcher.queue import JobQueue, default_queue
 from sysadmd.dispatcher.runner import JobRun
+from sysadmd.dispatcher.store import Unwritable
 
 PRUNE_EVERY = 3600.0
 DAY = 86400.0
@@ -63,6 +64,7 @@ class Dispatcher:
         )
         self.default_queue = default_queue(settings.queues)
         self._live = {}
+        self._saving = {}
         self._runs = {}
         self._listeners = []
         self._seq = 0
@@ -105,7 +107,7 @@ class Dispatcher:
         now = self._reactor.seconds()
         cutoff = now - self.settings.history_days * DAY if self.settings.history_days else None
         try:
-            self._store.open()
+            self._store.open(self._reactor)
             d = self._store.startup(now, events.iso_time(now), cutoff)
         except Exception:
             d = defer.fail()
@@ -240,35 +242,48 @@ class Dispatcher:
         live = [job_id for job_id, _ in checked if job_id in self._live]
         if live:
             raise DuplicateJob(f"Already pending or running: {', '.join(live)}")
-        stored = []
+        jobs = []
         for job_id, commands in checked:
             self._seq += 1
             job = Job(self._seq, job_id, commands, queue, timeout, event_system, extra)
             self._live[job_id] = job
             self.queues[queue].add(job)
-            stored.append(self._persist(job))
-        d = defer.gatherResults(stored, consumeErrors=True)
-        return d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
+            jobs.append(job)
+        # One write for all: recorded all or none.
+        d = self._store.insert(*jobs)
+        return d.addCallbacks(self._recorded, self._not_recorded, callbackArgs=(jobs,), errbackArgs=(jobs,))
 
-    def _persist(self, job):
-        def stored(_):
+    def _recorded(self, _, jobs):
+        for job in jobs:
             job.persisted = True
             if job.state == PENDING:
                 self._publish(job)
                 self._schedule(self.queues[job.queue])
-            return job.job_id
+        return [job.job_id for job in jobs]
 
-        def failed(failure):
-            self.log.failure(
-                "job {job_id} could not be recorded; it will not run", failure, job_id=job.job_id
-            )
+    def _not_recorded(self, failure, jobs):
+        for job in jobs:
+            if failure.check(Unwritable):
+                # The store has logged why (once); this is the refused job.
+                self.log.warn(
+                    "job {job_id} could not be recorded; it will not run: {reason}",
+                    job_id=job.job_id,
+                    reason=str(failure.value),
+                )
+            else:
+                self.log.failure(
+                    "job {job_id} could not be recorded; it will not run", failure, job_id=job.job_id
+                )
             if job.state == PENDING:
                 self.queues[job.queue].discard(job)
                 self._forget(job)
                 self._schedule(self.queues[job.queue])
-            raise DispatcherUnavailable(f"Job {job.job_id} could not be recorded.")
-
-        return self._store.insert(job).addCallbacks(stored, failed)
+        ids = ", ".join(job.job_id for job in jobs)
+        job_s = "job" if len(jobs) == 1 else "jobs"
+        what = f"{job_s.capitalize()} {ids} could not be recorded"
+        if failure.check(Unwritable):
+            raise DispatcherUnavailable(f"{what}: {failure.value} — {job_s} not started.")
+        raise DispatcherUnavailable(f"{what}.")
 
     def _forget(self, job):
         if self._live.get(job.job_id) is job:
@@ -330,7 +345,11 @@ class Dispatcher:
         queue = self.queues[job.queue]
         queue.discard(job)
         self._forget(job)
-        self._store.finish(job).addErrback(self._write_failed, job)
+        # Until its finish is committed (later, if the disk is full), log answers from here.
+        self._saving[job.job_id] = job
+        d = self._store.finish(job)
+        d.addErrback(self._write_failed, job)
+        d.addBoth(self._saved, job)
         self.log.info(
             "job {job_id} finished: return codes {codes}{flags}",
             job_id=job.job_id,
@@ -341,7 +360,13 @@ class Dispatcher:
         self._schedule(queue)
 
     def _write_failed(self, failure, job):
-        self.log.failure("recording job {job_id} failed", failure, job_id=job.job_id)
+        # Unwritable: kept and retried until stop, where the store logs what was lost.
+        if not failure.check(Unwritable):
+            self.log.failure("recording job {job_id} failed", failure, job_id=job.job_id)
+
+    def _saved(self, _, job):
+        if self._saving.get(job.job_id) is job:
+            del self._saving[job.job_id]
 
     # -- requests -------------------------------------------------------------------
 
@@ -368,7 +393,7 @@ class Dispatcher:
     def details(self, job_id):
         """A Deferred of the full ``process_details`` of the live job, or else of the
         newest recorded one, named ``job_id`` (None when there is none)."""
-        job = self._live.get(job_id)
+        job = self._live.get(job_id) or self._saving.get(job_id)
         if job is not None:
             return defer.succeed(events.process_details(job))
         d = self._store.details(job_id)

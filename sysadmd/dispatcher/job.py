@@ -37,7 +37,8 @@ class DuplicateJob(InvalidJob):
 
 
 class DispatcherUnavailable(Exception):
-    """The dispatcher is stopping, or its database could not be opened."""
+    """The dispatcher is stopping, its database could not be opened, or the job could not
+    be recorded (the state directory cannot be written): nothing started."""
 
 
 def marker(left_out):

@@ -331,14 +331,6 @@ def test_a_full_state_dir_refuses_jobs_without_losing_records(tmpfs, make_daemon
     assert daemon.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dispatcher drops a job's finish record when the write fails "
-    "(Dispatcher._write_failed only logs): the job stays 'running' in the database and "
-    "becomes 'interrupted' at the next start though it finished with return code 0; "
-    "it must keep the failed write and retry it (or write it at the next successful "
-    "transaction / at stop) so the record is never lost",
-)
 def test_a_job_finishing_while_the_state_dir_is_full_keeps_its_record(tmpfs, make_daemon):
     """A job accepted before the disk filled and finishing while it is full: its finish
     (return code 0, not interrupted) is in the record once there is room again, also
