@@ -1,9 +1,5 @@
-"""Jobs and their logs in SQLite (``<state_dir>/dispatcher.sqlite``), off the reactor thread.
-
-One worker thread owns the connection and runs the store's operations in the order they
-were asked for. The operations waiting when it wakes up form one transaction, each in its
-own savepoint, committed (WAL, ``synchronous=FULL``) before any of their Deferreds fire:
-every state change is committed, and a burst of them costs one fsync.
+"""Jobs and their logs in SQLite (``<state_dir>/dispatcher.sqlite``), off the reactor
+thread (the database and its worker are in ``sysadmd.dispatcher.database``).
 
 A write that fails because the database cannot be written (a full or read-only file
 system, an I/O error) is not dropped: :class:`Store` keeps it, and every write after it,
@@ -14,295 +10,17 @@ While writes fail, a new job is recorded only if the retry it triggers succeeds.
 
 import json
 import os
-import queue
 import sqlite3
-import threading
 from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sysadmd.dispatcher.job import FINISHED, PENDING, RUNNING, CommandLog, Job
+from sysadmd.dispatcher import database as db
 
-FILENAME = "dispatcher.sqlite"
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    commands TEXT NOT NULL,
-    timeout REAL,
-    event_system TEXT,
-    extra TEXT NOT NULL DEFAULT '{}',
-    state TEXT NOT NULL,
-    time_started TEXT,
-    time_finished TEXT,
-    finished_at REAL,
-    flags TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
-CREATE TABLE IF NOT EXISTS outputs (
-    seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    log TEXT,
-    dropped INTEGER NOT NULL DEFAULT 0,
-    return_code INTEGER,
-    PRIMARY KEY (seq, idx)
-);
-"""
-_JOB_COLUMNS = (
-    "seq, job_id, queue, commands, timeout, event_system, extra, state, "
-    "time_started, time_finished, finished_at, flags"
-)
-
-
-def connect(path):
-    """Open (creating if needed) the database at ``path``; raises ``sqlite3.Error``."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
-        conn.execute("PRAGMA synchronous = FULL")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"written by a newer sysadmd (schema {version})")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _run_batch(conn, batch):
-    """Run ``batch`` ((function, args) pairs) as one transaction; returns one
-    ``(ok, value_or_failure)`` per entry. When the transaction as a whole fails (its
-    COMMIT, or an error after which SQLite rolled it back), every entry fails with that
-    error and each function's ``rolled_back()``, if it has one, is called."""
-    results = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for function, args in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = function(conn, *args)
-            except Exception:
-                failure = Failure()
-                if not conn.in_transaction:
-                    # SQLite undid the whole transaction itself (SQLITE_FULL, SQLITE_IOERR).
-                    return _rolled_back(conn, batch, failure)
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, failure))
-            else:
-                conn.execute("RELEASE op")
-                results.append((True, value))
-        conn.execute("COMMIT")
-    except Exception:
-        return _rolled_back(conn, batch, Failure())
-    return results
-
-
-def _rolled_back(conn, batch, failure):
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-    for function, _ in batch:
-        rolled_back = getattr(function, "rolled_back", None)
-        if rolled_back is not None:
-            rolled_back()
-    return [(False, failure)] * len(batch)
-
-
-def _fire(deferreds, results):
-    for d, (ok, value) in zip(deferreds, results):
-        if ok:
-            d.callback(value)
-        else:
-            d.errback(value)
-
-
-class ThreadWorker:
-    """Owns the connection on one thread; results come back through
-    ``reactor.callFromThread``. If the database cannot be opened, every operation fails
-    with that error."""
-
-    def __init__(self, reactor, path):
-        self._reactor = reactor
-        self.path = path
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="sysadmd-dispatcher-db", daemon=True)
-        self._thread.start()
-
-    def run(self, function, *args):
-        """Run ``function(conn, *args)`` on the worker; a Deferred of its result."""
-        d = defer.Deferred()
-        self._queue.put((function, args, d))
-        return d
-
-    def close(self):
-        """Finish every queued operation, close the connection and end the thread."""
-        d = defer.Deferred()
-        self._queue.put((None, (), d))
-        # The thread has nothing left to do once d fires, so the join is immediate.
-        return d.addCallback(lambda _: self._thread.join())
-
-    def _loop(self):
-        try:
-            conn = connect(self.path)
-            opened = None
-        except Exception:
-            conn, opened = None, Failure()
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            closing = [entry for entry in batch if entry[0] is None]
-            work = [entry for entry in batch if entry[0] is not None]
-            if work:
-                if conn is None:
-                    results = [(False, opened)] * len(work)
-                else:
-                    results = _run_batch(conn, [(f, a) for f, a, _ in work])
-                self._reactor.callFromThread(_fire, [d for _, _, d in work], results)
-            if closing:
-                if conn is not None:
-                    conn.close()
-                self._reactor.callFromThread(_fire, [d for _, _, d in closing], [(True, None)] * len(closing))
-                return
-
-
-class SyncWorker:
-    """The same interface, run at once in the caller's thread (for tests and tools)."""
-
-    def __init__(self, path):
-        self.path = path
-        self._conn = connect(path)
-
-    def run(self, function, *args):
-        """Run ``function(conn, *args)`` in its own transaction now."""
-        ((ok, value),) = _run_batch(self._conn, [(function, args)])
-        return defer.succeed(value) if ok else defer.fail(value)
-
-    def close(self):
-        """Close the connection."""
-        self._conn.close()
-        return defer.succeed(None)
-
-
-# -- operations (run on the worker, given the connection) ---------------------------------
-
-
-def _insert(conn, rows):
-    conn.executemany(
-        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-    )
-
-
-def _running(conn, seq, time_started):
-    conn.execute(
-        "UPDATE jobs SET state = ?, time_started = ? WHERE seq = ?", (RUNNING, time_started, seq)
-    )
-
-
-def _output(conn, seq, index, body, dropped, rc):
-    conn.execute(
-        "INSERT OR REPLACE INTO outputs (seq, idx, log, dropped, return_code) VALUES (?, ?, ?, ?, ?)",
-        (seq, index, body, dropped, rc),
-    )
-
-
-def _finish(conn, seq, time_finished, finished_at, flags):
-    conn.execute(
-        "UPDATE jobs SET state = ?, time_finished = ?, finished_at = ?, flags = ? WHERE seq = ?",
-        (FINISHED, time_finished, finished_at, json.dumps(flags), seq),
-    )
-
-
-def _prune(conn, cutoff):
-    old = "SELECT seq FROM jobs WHERE state = ? AND finished_at < ?"
-    conn.execute(f"DELETE FROM outputs WHERE seq IN ({old})", (FINISHED, cutoff))
-    return conn.execute("DELETE FROM jobs WHERE state = ? AND finished_at < ?", (FINISHED, cutoff)).rowcount
-
-
-def _startup(conn, now, now_iso, cutoff):
-    interrupted = []
-    running = "SELECT seq, job_id, flags FROM jobs WHERE state = ? ORDER BY seq"
-    for seq, job_id, flags in conn.execute(running, (RUNNING,)).fetchall():
-        _finish(conn, seq, now_iso, now, dict(json.loads(flags), interrupted="true"))
-        interrupted.append(job_id)
-    pruned = _prune(conn, cutoff) if cutoff is not None else 0
-    pending = conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? ORDER BY seq", (PENDING,)
-    ).fetchall()
-    last = conn.execute("SELECT MAX(seq) FROM jobs").fetchone()[0] or 0
-    return [_job(row) for row in pending], last, interrupted, pruned
-
-
-def _attach_outputs(conn, jobs, log_cap):
-    by_seq = {job.seq: job for job in jobs}
-    if not by_seq:
-        return
-    marks = ", ".join("?" * len(by_seq))
-    columns = "seq, idx, return_code" + (", log, dropped" if log_cap is not None else "")
-    for row in conn.execute(f"SELECT {columns} FROM outputs WHERE seq IN ({marks})", list(by_seq)):
-        job = by_seq[row[0]]
-        if row[2] is not None:
-            job.return_codes[row[1]] = row[2]
-        if log_cap is not None and (row[3] or row[4]):
-            job.logs[row[1]] = CommandLog(max(log_cap, len(row[3].encode("utf-8"))), row[3], row[4])
-
-
-def _details(conn, job_id, log_cap):
-    row = conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    job = _job(row)
-    _attach_outputs(conn, [job], log_cap)
-    return job
-
-
-def _history(conn, limit):
-    rows = conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? "
-        "ORDER BY finished_at DESC, seq DESC LIMIT ?",
-        (FINISHED, limit),
-    ).fetchall()
-    jobs = [_job(row) for row in rows]
-    _attach_outputs(conn, jobs, None)
-    return jobs
-
-
-def _job(row):
-    (seq, job_id, queue_name, commands, timeout, event_system, extra, state,
-     time_started, time_finished, finished_at, flags) = row
-    job = Job(seq, job_id, json.loads(commands), queue_name, timeout, event_system, json.loads(extra))
-    job.state = state
-    job.persisted = True
-    job.time_started = time_started
-    job.time_finished = time_finished
-    job.finished_at = finished_at
-    for name, value in json.loads(flags).items():
-        setattr(job, name, value == "true")
-    return job
-
-
-# -- ordered writes that survive a full disk ------------------------------------------
 
 
 class Unwritable(Exception):
@@ -423,7 +141,7 @@ class Store:
         """Record jobs left running by the last daemon as finished and interrupted, prune
         history finished before ``cutoff`` (None: keep all). Fires with ``(pending jobs in
         order, the highest seq used, the interrupted job ids, the number pruned)``."""
-        return self._worker.run(_startup, now, now_iso, cutoff)
+        return self._worker.run(db.startup, now, now_iso, cutoff)
 
     def insert(self, *jobs):
         """Record new pending jobs, all or none; fails with :class:`Unwritable` when the
@@ -437,11 +155,11 @@ class Store:
             for job in jobs
         ]
         what = ", ".join(f"job {job.job_id} queued" for job in jobs)
-        return self._write(what, _insert, (rows,), refusable=True)
+        return self._write(what, db.insert_jobs, (rows,), refusable=True)
 
     def running(self, job):
         """Record that the job started."""
-        return self._write(f"job {job.job_id} started", _running, (job.seq, job.time_started))
+        return self._write(f"job {job.job_id} started", db.mark_running, (job.seq, job.time_started))
 
     def output(self, job, index):
         """Record command ``index``'s log (at most the log's cap, ``store_log_bytes``)
@@ -450,25 +168,25 @@ class Store:
         body, dropped = (log.body(), log.dropped) if log is not None else ("", 0)
         rc = job.return_codes.get(index)
         what = f"job {job.job_id} command {index + 1} ended with {rc}"
-        return self._write(what, _output, (job.seq, index, body, dropped, rc))
+        return self._write(what, db.save_output, (job.seq, index, body, dropped, rc))
 
     def finish(self, job):
         """Record that the job finished (its flags and finish time)."""
         flags = job.flags()
         what = f"job {job.job_id} finished" + "".join(f", {name}" for name in flags)
-        return self._write(what, _finish, (job.seq, job.time_finished, job.finished_at, flags))
+        return self._write(what, db.mark_finished, (job.seq, job.time_finished, job.finished_at, flags))
 
     def prune(self, cutoff):
         """Delete jobs finished before ``cutoff``; fires with how many."""
-        return self._worker.run(_prune, cutoff)
+        return self._worker.run(db.prune, cutoff)
 
     def details(self, job_id):
         """The newest recorded job named ``job_id``, with its logs, or None."""
-        return self._worker.run(_details, job_id, self._log_cap)
+        return self._worker.run(db.details, job_id, self._log_cap)
 
     def history(self, limit):
         """Up to ``limit`` finished jobs, newest first, without logs."""
-        return self._worker.run(_history, limit)
+        return self._worker.run(db.history, limit)
 
     @defer.inlineCallbacks
     def close(self):

@@ -1,7 +1,6 @@
 """The web site behind the daemon's ports: REST, ``/health`` and the dashboard."""
 
 import json
-import time
 
 from twisted.web import resource, server
 

@@ -10,7 +10,8 @@ from twisted.python.failure import Failure
 
 from sysadmd.dispatcher.core import Dispatcher, Settings
 from sysadmd.dispatcher.queue import parse_queues
-from sysadmd.dispatcher.store import Store, SyncWorker
+from sysadmd.dispatcher.database import SyncWorker
+from sysadmd.dispatcher.store import Store
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
 

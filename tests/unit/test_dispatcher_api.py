@@ -10,7 +10,8 @@ from sysadmd.dispatcher.core import Dispatcher
 from sysadmd.dispatcher.job import CommandLog
 from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.runner import DEFAULT_PATH, build_environment
-from sysadmd.dispatcher.store import Store, SyncWorker
+from sysadmd.dispatcher.database import SyncWorker
+from sysadmd.dispatcher.store import Store
 from sysadmd.dispatcher.service import DispatcherService, build_dispatcher, settings_from_config
 from sysadmd.events.context import SourceContext
 from sysadmd.events.discovery import discover_sources

@@ -12,7 +12,8 @@ from sysadmd.dispatcher.api import DispatcherCall
 from sysadmd.dispatcher.core import Dispatcher, Settings
 from sysadmd.dispatcher.job import DispatcherUnavailable, Job
 from sysadmd.dispatcher.queue import parse_queues
-from sysadmd.dispatcher.store import Store, SyncWorker, Unwritable, _fire, _run_batch
+from sysadmd.dispatcher.database import SyncWorker, fire, run_batch
+from sysadmd.dispatcher.store import Store, Unwritable
 from sysadmd.server.envelope import RequestError
 from tests.unit.dispatcher_fakes import ENV, FakeProcessReactor, result_of
 
@@ -85,7 +86,7 @@ class StepWorker(FullDiskWorker):
         """Run the first ``count`` waiting operations (all by default) as one batch."""
         count = len(self.waiting) if count is None else count
         batch, self.waiting = self.waiting[:count], self.waiting[count:]
-        _fire([d for _, _, d in batch], _run_batch(self._conn, [(f, a) for f, a, _ in batch]))
+        fire([d for _, _, d in batch], run_batch(self._conn, [(f, a) for f, a, _ in batch]))
 
     def close(self):
         self.step()
@@ -389,7 +390,7 @@ def test_a_kept_log_write_is_capped_at_store_log_bytes(tmp_path):
         reactor.processes[0].write(b"%09d\n" % i)
     reactor.processes[0].exit(0)
     record = dispatcher._store._records[0]
-    assert record.function.__name__ == "_output" and len(record.args[2]) == 50
+    assert record.function.__name__ == "save_output" and len(record.args[2]) == 50
     disk.full = False
     reactor.advance(1)
     assert outputs(tmp_path)[("j", 0)] == (0, "".join("%09d\n" % i for i in range(995, 1000)))

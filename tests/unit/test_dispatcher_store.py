@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from sysadmd.dispatcher.job import DispatcherUnavailable
-from sysadmd.dispatcher.store import ThreadWorker, connect
+from sysadmd.dispatcher.database import ThreadWorker, connect
 from tests.unit.dispatcher_fakes import FakeProcessReactor, make_dispatcher, result_of, states
 
 DAY = 86400.0
