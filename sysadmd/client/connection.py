@@ -34,16 +34,20 @@ class ClientProtocol(WebSocketClientProtocol):
     lost_reason = None
 
     def onOpen(self):
+        """The handshake is done: the connection can send."""
         self.factory.connection.opened(self)
 
     def onMessage(self, payload, isBinary):
+        """Hand every frame's text to the connection."""
         self.factory.connection.text_received(payload.decode("utf-8", "replace"))
 
     def connectionLost(self, reason):
+        """Remember why, for the error line."""
         self.lost_reason = reason
         super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
+        """Tell the connection it has ended."""
         self.factory.connection.ended(self, wasClean, code, reason)
 
 
@@ -63,14 +67,17 @@ class Connection:
         self._ended = False
 
     def opened(self, protocol):
+        """The protocol is open: fire ``ready``."""
         self.protocol = protocol
         self.ready.callback(self)
 
     def text_received(self, text):
+        """Pass a frame's text to ``receiver``."""
         if self.receiver is not None:
             self.receiver(text)
 
     def ended(self, protocol, was_clean, code, reason):
+        """The connection closed (once): fire ``closed`` or fail ``ready``."""
         if self._ended:
             return
         self._ended = True

@@ -60,6 +60,7 @@ class DispatcherCall:
         self._dispatcher = dispatcher
 
     def __call__(self, session, args):
+        """Answer one request by its ``action``."""
         if not isinstance(args, dict):
             raise RequestError(400, 'args must be an object with an "action".')
         action = args.get("action")

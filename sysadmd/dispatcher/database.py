@@ -115,6 +115,7 @@ def _rolled_back(conn, batch, failure):
 
 
 def fire(deferreds, results):
+    """Fire each Deferred with its ``(ok, value)`` result (on the reactor thread)."""
     for d, (ok, value) in zip(deferreds, results):
         if ok:
             d.callback(value)
@@ -197,18 +198,21 @@ class SyncWorker:
 
 
 def insert_jobs(conn, rows):
+    """Insert new job rows."""
     conn.executemany(
         f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
     )
 
 
 def mark_running(conn, seq, time_started):
+    """Record that a job started."""
     conn.execute(
         "UPDATE jobs SET state = ?, time_started = ? WHERE seq = ?", (RUNNING, time_started, seq)
     )
 
 
 def save_output(conn, seq, index, body, dropped, rc):
+    """Record one command's log and return code."""
     conn.execute(
         "INSERT OR REPLACE INTO outputs (seq, idx, log, dropped, return_code) VALUES (?, ?, ?, ?, ?)",
         (seq, index, body, dropped, rc),
@@ -216,6 +220,7 @@ def save_output(conn, seq, index, body, dropped, rc):
 
 
 def mark_finished(conn, seq, time_finished, finished_at, flags):
+    """Record that a job finished, with its flags (killed, timed_out...)."""
     conn.execute(
         "UPDATE jobs SET state = ?, time_finished = ?, finished_at = ?, flags = ? WHERE seq = ?",
         (FINISHED, time_finished, finished_at, json.dumps(flags), seq),
@@ -223,12 +228,15 @@ def mark_finished(conn, seq, time_finished, finished_at, flags):
 
 
 def prune(conn, cutoff):
+    """Delete finished jobs older than ``cutoff`` and their outputs."""
     old = "SELECT seq FROM jobs WHERE state = ? AND finished_at < ?"
     conn.execute(f"DELETE FROM outputs WHERE seq IN ({old})", (FINISHED, cutoff))
     return conn.execute("DELETE FROM jobs WHERE state = ? AND finished_at < ?", (FINISHED, cutoff)).rowcount
 
 
 def startup(conn, now, now_iso, cutoff):
+    """At start: mark jobs left running as interrupted, prune, and return the pending
+    jobs, the last sequence number, the interrupted ids and the pruned count."""
     interrupted = []
     running = "SELECT seq, job_id, flags FROM jobs WHERE state = ? ORDER BY seq"
     for seq, job_id, flags in conn.execute(running, (RUNNING,)).fetchall():
@@ -257,6 +265,7 @@ def _attach_outputs(conn, jobs, log_cap):
 
 
 def details(conn, job_id, log_cap):
+    """One job with its logs (each capped at ``log_cap``), or None."""
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
     ).fetchone()
@@ -268,6 +277,7 @@ def details(conn, job_id, log_cap):
 
 
 def history(conn, limit):
+    """Recent finished jobs, newest first, without logs."""
     rows = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? "
         "ORDER BY finished_at DESC, seq DESC LIMIT ?",
