@@ -13,7 +13,7 @@ import json
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import pages, resource, server
 
 from sysadmd.server import envelope
 from sysadmd.server.session import Session
@@ -153,7 +153,7 @@ class RestNamespace(resource.Resource):
         try:
             name = path.decode("utf-8")
         except UnicodeDecodeError:
-            return resource.NoResource()
+            return pages.notFound()
         if not name or request.postpath:
-            return resource.NoResource()
+            return pages.notFound()
         return RestCall(self._gateway, self._namespace, name)

@@ -2,7 +2,7 @@
 
 import json
 
-from twisted.web import resource, server
+from twisted.web import pages, resource, server
 
 import sysadmd
 from sysadmd.web.rest import RestNamespace
@@ -83,11 +83,11 @@ class WebRoot(resource.Resource):
             if page is not None:
                 return page
         if not path:
-            return resource.NoResource("Nothing here: connect a WebSocket client to this URL.")
+            return pages.notFound("Not Found", "Nothing here: connect a WebSocket client to this URL.")
         try:
             return RestNamespace(self._gateway, path.decode("utf-8"))
         except UnicodeDecodeError:
-            return resource.NoResource()
+            return pages.notFound()
 
     def render(self, request):
         """``/`` without a trailing segment (twisted.web calls this for the root)."""
