@@ -10,9 +10,10 @@ from sysadmd.web.rest import RestNamespace
 
 class LimitedRequest(server.Request):
     """A request whose body may not exceed the site's ``max_body_bytes``: a bigger one
-    is answered 413 and the connection closed, before the body is buffered."""
+    is answered 413 at once and never buffered."""
 
     _received = 0
+    _refused = False
 
     def gotLength(self, length):
         """Refuse a declared length over the limit at once."""
@@ -22,20 +23,39 @@ class LimitedRequest(server.Request):
         super().gotLength(length)
 
     def handleContentChunk(self, data):
-        """Count chunked bodies too."""
+        """Count chunked bodies too; discard everything once refused."""
+        if self._refused:
+            return
         self._received += len(data)
         if self._received > self.channel.site.max_body_bytes:
             self._refuse()
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command, path, version):
+        """A refused request was already answered."""
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
     def _refuse(self):
+        self._refused = True
+        self.content = None
         transport = self.channel.transport
-        if transport is not None:
-            transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-            )
+        if transport is None:
+            return
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        # Closing with the body still arriving would reset the connection and the
+        # client could lose the answer: send it and half-close, keep discarding what
+        # comes, and drop the connection if the client does not stop in a few seconds.
+        try:
+            transport.loseWriteConnection()
+        except AttributeError:
             transport.loseConnection()
+            return
+        drop = self.channel.callLater(5, transport.abortConnection)
+        self.notifyFinish().addBoth(lambda _: drop.cancel() if drop.active() else None)
 
 
 class Health(resource.Resource):
