@@ -4,6 +4,7 @@
 """
 
 import os
+import resource
 import signal
 import sys
 
@@ -231,8 +232,21 @@ def _exit_with(errors, program="sysadmd"):
     raise SystemExit(1)
 
 
+def raise_open_file_limit():
+    """Every client connection is a file descriptor: raise the soft RLIMIT_NOFILE to the
+    hard limit (no privilege needed). Returns (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft, hard
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def makeService(options, reactor=None):
     """twistd's entry point (see ``twisted/plugins/sysadmd_plugins.py``)."""
+    raise_open_file_limit()
     if reactor is None:
         from twisted.internet import reactor
     try:

@@ -22,8 +22,14 @@ class DispatcherService(Service):
         self.dispatcher = dispatcher
 
     def startService(self):
-        """Open the database and recover jobs (in the background; requests wait)."""
+        """Move the daemon into ``[dispatcher] cwd``, open the database and recover jobs
+        (in the background; requests wait)."""
         super().startService()
+        # Twisted starts a child with posix_spawn only when its working directory is the
+        # daemon's own; otherwise it forks the whole daemon, which is several times
+        # slower and leaves a window where the child still runs daemon code (signal
+        # handlers included). Every configured path is absolute by now.
+        os.chdir(self.dispatcher.settings.cwd)
         self.dispatcher.start()
 
     def stopService(self):

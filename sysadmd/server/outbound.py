@@ -14,7 +14,15 @@ from zope.interface import implementer
 
 from sysadmd.server import envelope
 
+QUEUED_OVERHEAD = 256
 DROP = "drop"
+
+
+def queued_size(prepared):
+    """The bytes a queued frame really holds: the frame, the unframed payload a
+    PreparedMessage keeps for compressed connections, and the object, its ``__dict__``,
+    the tuple and the deque slot (measured with tracemalloc: 2.4x the frame alone)."""
+    return len(prepared.payloadHybi) + len(getattr(prepared, "payload", b"")) + QUEUED_OVERHEAD
 DISCONNECT = "disconnect"
 
 
@@ -49,8 +57,16 @@ class Outbound:
         """Send an already framed message (never dropped), e.g. an echo of any type."""
         self._push(prepared, None)
 
+    # The transport's write, set by the connection while event frames may go straight to
+    # it (no compression, open); None otherwise.
+    direct = None
+
     def send_event(self, event):
         """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
+        direct = self.direct
+        if direct is not None and not self.paused and not self._queue:
+            direct(event.prepared().payloadHybi)
+            return
         self._push(event.prepared(), event)
 
     def _push(self, prepared, event):
@@ -59,7 +75,7 @@ class Outbound:
         if not self.paused and not self._queue:
             self._write(prepared)
             return
-        size = len(prepared.payloadHybi)
+        size = queued_size(prepared)
         # Once dropping has started it goes on until the queue drains, so the client
         # sees one gap (and its count), not a trickle of holes.
         if event is not None and (self.dropped or self.queued_bytes + size > self.limit):
@@ -102,5 +118,6 @@ class Outbound:
     def close(self):
         """Forget queued frames and accept no more."""
         self.closed = True
+        self.direct = None
         self._queue.clear()
         self.queued_bytes = 0

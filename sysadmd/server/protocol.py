@@ -123,12 +123,17 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         self.outbound = Outbound(
             self._write_prepared,
             factory.prepare,
-            settings.subscriber_buffer_bytes,
+            # What Twisted buffers before pausing the producer counts against the bound.
+            max(settings.subscriber_buffer_bytes // 2,
+                settings.subscriber_buffer_bytes - getattr(self.transport, "bufferSize", 0)),
             settings.slow_subscriber,
             self._overflowed,
             paused_changed=self._update_reading,
         )
         self.transport.registerProducer(self.outbound, True)
+        if self._perMessageCompress is None:
+            # Shared frames can go straight to the socket (see _write_prepared).
+            self.outbound.direct = self.transport.write
         self.session = self.session_class(
             self.peer_host, self.outbound, factory.tokens, factory.hub, factory.reactor, self
         )
@@ -237,7 +242,18 @@ class SysadmServerProtocol(WebSocketServerProtocol):
 
     def _write_prepared(self, prepared):
         if self.state == self.STATE_OPEN:
-            self.sendPreparedMessage(prepared)
+            # Autobahn's sendPreparedMessage -> sendData formats a debug log line
+            # (hltype/hlval) on every call, which costs more than the write itself.
+            if self._perMessageCompress is None and not self.send_queue:
+                self.transport.write(prepared.payloadHybi)
+            else:
+                self.sendPreparedMessage(prepared)
+
+    def sendCloseFrame(self, *args, **kwargs):
+        """No event frame may follow a close frame (ours or our reply to the peer's)."""
+        if self.outbound is not None:
+            self.outbound.direct = None
+        return super().sendCloseFrame(*args, **kwargs)
 
     def _overflowed(self):
         self._log.warn(

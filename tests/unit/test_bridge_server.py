@@ -266,8 +266,7 @@ def test_a_stalled_destination_is_closed_at_the_buffer_limit(tmp_path):
     a = server(bridge, [key1])
     a.frames()
     a.protocol.outbound.pauseProducing()  # as the transport does when its buffer is full
-    for _ in range(3):
-        c1.send(f"{a.id}\n" + "x" * 1000)
+    c1.send(f"{a.id}\n" + "x" * 1000)  # one waits (about 2.3 KiB held, see queued_size)
     assert a.protocol.outbound.queued_bytes > 0 and a.frames() == []
     for _ in range(3):
         c1.send(f"{a.id}\n" + "x" * 1000)

@@ -9,7 +9,7 @@ from zope.interface.verify import verifyObject
 from sysadmd.events.hub import Event, SourceChannel
 from sysadmd.server import envelope
 from sysadmd.server.framing import prepare_text
-from sysadmd.server.outbound import DISCONNECT, DROP, Outbound
+from sysadmd.server.outbound import DISCONNECT, DROP, Outbound, queued_size
 
 
 class Harness:
@@ -36,7 +36,7 @@ class Harness:
 
 
 def _size(prepared):
-    return len(prepared.payloadHybi)
+    return queued_size(prepared)
 
 
 def _reply(i):
