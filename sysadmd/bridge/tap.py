@@ -45,20 +45,14 @@ def load(options):
 
 
 def settings_from_config(config):
-    """The per-connection limits of the bridge."""
-    server, auth = config["server"], config["auth"]
-    return ConnectionSettings(
-        max_message_bytes=server["max_message_bytes"],
-        preauth_max_message_bytes=min(auth["preauth_max_message_bytes"], server["max_message_bytes"]),
-        idle_timeout=server["idle_timeout"],
-        auth_timeout=auth["auth_timeout"],
-        ping_interval=server["ping_interval"],
-        handshake_timeout=server["handshake_timeout"],
-        max_connections_per_ip=server["max_connections_per_ip"],
-        max_inflight_requests=server["max_inflight_requests"],
+    """The per-connection limits of the bridge: the daemon's, with the relay buffer
+    (a peer that does not read is disconnected) and none of the daemon-only modes."""
+    return ConnectionSettings.from_config(
+        config,
         subscriber_buffer_bytes=config["relay"]["buffer_bytes"],
         slow_subscriber=DISCONNECT,
-        allowed_origins=list(server["allowed_origins"]),
+        compression=False,
+        conformance_echo=False,
     )
 
 

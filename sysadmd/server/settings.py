@@ -23,10 +23,11 @@ class ConnectionSettings:
     conformance_echo: bool = False
 
     @classmethod
-    def from_config(cls, config):
-        """Build from a :class:`sysadmd.config.Config`."""
-        server, auth, events = config["server"], config["auth"], config["events"]
-        return cls(
+    def from_config(cls, config, **overrides):
+        """Build from a :class:`sysadmd.config.Config`; ``overrides`` replace fields
+        (the bridge, which has no ``[events]``, sets its own buffer and policy)."""
+        server, auth = config["server"], config["auth"]
+        fields = dict(
             max_message_bytes=server["max_message_bytes"],
             preauth_max_message_bytes=min(
                 auth["preauth_max_message_bytes"], server["max_message_bytes"]
@@ -37,9 +38,15 @@ class ConnectionSettings:
             handshake_timeout=server["handshake_timeout"],
             max_connections_per_ip=server["max_connections_per_ip"],
             max_inflight_requests=server["max_inflight_requests"],
-            subscriber_buffer_bytes=events["subscriber_buffer_bytes"],
-            slow_subscriber=events["slow_subscriber"],
             allowed_origins=list(server["allowed_origins"]),
             compression=server["compression"],
             conformance_echo=server["conformance_echo"],
         )
+        if "events" in config:
+            events = config["events"]
+            fields.update(
+                subscriber_buffer_bytes=events["subscriber_buffer_bytes"],
+                slow_subscriber=events["slow_subscriber"],
+            )
+        fields.update(overrides)
+        return cls(**fields)
