@@ -1,6 +1,5 @@
 """``[server] conformance_echo`` and ``[server] compression``, in memory."""
 
-import base64
 import json
 import os
 import struct
@@ -43,20 +42,8 @@ class Inflater:
 
 def handshake(peer, extensions=None):
     """The opening handshake, optionally offering extensions; returns the response head."""
-    lines = [
-        "GET / HTTP/1.1",
-        "Host: 127.0.0.1:12150",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if extensions:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-    peer.protocol.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
-    response = peer.transport.value()
-    peer.transport.clear()
-    return response.split(b"\r\n\r\n", 1)[0].decode().lower()
+    peer.handshake(extra_headers=[f"Sec-WebSocket-Extensions: {extensions}"] if extensions else [])
+    return peer.response_head
 
 
 def test_echo_mode_echoes_text_and_binary_without_authentication():

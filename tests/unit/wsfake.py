@@ -64,8 +64,9 @@ class Peer:
         if handshake:
             self.handshake(origin)
 
-    def handshake(self, origin=None):
-        """Send the opening handshake; returns the HTTP status code."""
+    def handshake(self, origin=None, extra_headers=()):
+        """Send the opening handshake; returns the HTTP status code (the response's
+        head, lower-cased, is kept in ``response_head``)."""
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             "GET / HTTP/1.1",
@@ -77,9 +78,11 @@ class Peer:
         ]
         if origin:
             lines.append(f"Origin: {origin}")
+        lines.extend(extra_headers)
         self.protocol.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
         response = self.transport.value()
         self.transport.clear()
+        self.response_head = response.split(b"\r\n\r\n", 1)[0].decode().lower()
         self.status = int(response.split(b" ", 2)[1])
         return self.status
 
