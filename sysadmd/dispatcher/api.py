@@ -18,6 +18,7 @@ cannot be written, e.g. full: the job is refused, not run without a record).
 """
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from sysadmd.dispatcher.job import DispatcherUnavailable, DuplicateJob, InvalidJob
 from sysadmd.server.envelope import RequestError
@@ -26,6 +27,10 @@ RUN_OPTIONS = ("action", "queue", "timeout")
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 1000
 ACTIONS = ("run", "list", "kill", "log", "history")
+# Ids named in one audit line; the rest are counted.
+LOGGED_IDS = 10
+
+log = Logger()
 
 
 def register(router, dispatcher):
@@ -49,6 +54,27 @@ def _job_id(args):
     return job_id
 
 
+def _ids_text(ids):
+    shown = ", ".join(ids[:LOGGED_IDS])
+    rest = len(ids) - LOGGED_IDS
+    return shown + (f" and {rest} more" if rest > 0 else "")
+
+
+def _audit(session, verb, ids, where=""):
+    """One log line per request that runs or kills jobs: who, from where, which jobs
+    (each job's own lines are only for the ones that fail: see ``Dispatcher``)."""
+    log.info(
+        "{user} from {peer} {verb} {count} job(s){where}: {ids}",
+        user=session.user,
+        peer=session.peer_host,
+        verb=verb,
+        count=len(ids),
+        where=where,
+        ids=_ids_text(ids),
+    )
+    return ids
+
+
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -68,10 +94,10 @@ class DispatcherCall:
             raise RequestError(400, '"action" is required: ' + ", ".join(ACTIONS) + ".")
         if action not in ACTIONS:
             raise RequestError(404, f"Unknown action {action!r}; known: " + ", ".join(ACTIONS) + ".")
-        d = defer.maybeDeferred(getattr(self, "_" + action), args)
+        d = defer.maybeDeferred(getattr(self, "_" + action), session, args)
         return d.addErrback(_translate)
 
-    def _run(self, args):
+    def _run(self, session, args):
         queue = args.get("queue")
         if queue is not None:
             if not isinstance(queue, str):
@@ -86,22 +112,25 @@ class DispatcherCall:
         if not jobs:
             raise RequestError(400, 'Nothing to run: add "<job id>": "<command>" or a list of commands.')
         d = self._dispatcher.submit_many(jobs, queue, timeout)
+        where = f" in {queue or self._dispatcher.default_queue}"
+        d.addCallback(lambda ids: _audit(session, "queued", ids, where))
         return d.addCallback(lambda ids: {"started": ids})
 
-    def _list(self, args):
+    def _list(self, session, args):
         d = self._dispatcher.when_ready()
         return d.addCallback(lambda _: {"jobs": self._dispatcher.list_jobs()})
 
-    def _kill(self, args):
+    def _kill(self, session, args):
         ids = args.get("job_id")
         if isinstance(ids, str):
             ids = [ids]
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             raise RequestError(400, '"job_id" must be a job id or a non-empty list of job ids.')
         d = self._dispatcher.when_ready()
-        return d.addCallback(lambda _: {"killed": {"jobs": self._dispatcher.kill(ids)}})
+        d.addCallback(lambda _: _audit(session, "killed", self._dispatcher.kill(ids)))
+        return d.addCallback(lambda found: {"killed": {"jobs": found}})
 
-    def _log(self, args):
+    def _log(self, session, args):
         job_id = _job_id(args)
 
         def found(details):
@@ -113,7 +142,7 @@ class DispatcherCall:
         d.addCallback(lambda _: self._dispatcher.details(job_id))
         return d.addCallback(found)
 
-    def _history(self, args):
+    def _history(self, session, args):
         limit = args.get("limit", HISTORY_DEFAULT)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise RequestError(400, '"limit" must be a whole number of at least 1.')

@@ -318,7 +318,6 @@ class Dispatcher:
             settings.store_log_bytes, self, timeout,
         )
         self._runs[job.seq] = run
-        self.log.debug("job {job_id} started in {queue}", job_id=job.job_id, queue=job.queue)
         run.start()
 
     def command_started(self, job, index):
@@ -350,14 +349,23 @@ class Dispatcher:
         d = self._store.finish(job)
         d.addErrback(self._write_failed, job)
         d.addBoth(self._saved, job)
+        self._log_unless_clean(job)
+        self._publish(job)
+        self._schedule(queue)
+
+    def _log_unless_clean(self, job):
+        # A clean run is in the history; one line per job would cost more than the job
+        # (Twisted formats each line at once) and bury the failures.
+        flags = job.flags()
+        codes = [job.return_codes[i] for i in sorted(job.return_codes)]
+        if not flags and codes and not any(codes):
+            return
         self.log.info(
             "job {job_id} finished: return codes {codes}{flags}",
             job_id=job.job_id,
-            codes=[job.return_codes[i] for i in sorted(job.return_codes)],
-            flags="".join(f", {name}" for name in job.flags()),
+            codes=codes,
+            flags="".join(f", {name}" for name in flags),
         )
-        self._publish(job)
-        self._schedule(queue)
 
     def _write_failed(self, failure, job):
         # Unwritable: kept and retried until stop, where the store logs what was lost.

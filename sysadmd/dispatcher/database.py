@@ -131,20 +131,31 @@ class ThreadWorker:
     def __init__(self, reactor, path):
         self._reactor = reactor
         self.path = path
-        self._queue = queue.SimpleQueue()
+        self._queue = queue.SimpleQueue()  # lists of (function, args, deferred)
+        self._pending = []
         self._thread = threading.Thread(target=self._loop, name="sysadmd-dispatcher-db", daemon=True)
         self._thread.start()
 
     def run(self, function, *args):
         """Run ``function(conn, *args)`` on the worker; a Deferred of its result."""
         d = defer.Deferred()
-        self._queue.put((function, args, d))
+        # Handed over once per reactor turn: a job's end and the next one's start make
+        # one transaction, and the thread wakes (and takes the GIL) once, not per write.
+        if not self._pending:
+            self._reactor.callLater(0, self._hand_over)
+        self._pending.append((function, args, d))
         return d
+
+    def _hand_over(self):
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._queue.put(pending)
 
     def close(self):
         """Finish every queued operation, close the connection and end the thread."""
         d = defer.Deferred()
-        self._queue.put((None, (), d))
+        self._hand_over()
+        self._queue.put([(None, (), d)])
         # The thread has nothing left to do once d fires, so the join is immediate.
         return d.addCallback(lambda _: self._thread.join())
 
@@ -155,10 +166,10 @@ class ThreadWorker:
         except Exception:
             conn, opened = None, Failure()
         while True:
-            batch = [self._queue.get()]
+            batch = list(self._queue.get())
             while True:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.extend(self._queue.get_nowait())
                 except queue.Empty:
                     break
             closing = [entry for entry in batch if entry[0] is None]

@@ -102,6 +102,13 @@ def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, **s
     return reactor, dispatcher, events
 
 
+class Caller:
+    """The session fields rpc/dispatcher's audit lines name."""
+
+    user = "admin"
+    peer_host = "192.0.2.7"
+
+
 def result_of(d):
     """The result of a Deferred that has already fired (raising its failure)."""
     results = []

@@ -2,6 +2,7 @@
 
 import pytest
 from twisted.internet import defer
+from twisted.logger import capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
 from sysadmd.config import ConfigErrors, load_config
@@ -18,13 +19,13 @@ from sysadmd.events.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.dispatcher_source import DispatcherSource, dispatcher_source
 from sysadmd.server.envelope import RequestError
-from tests.unit.dispatcher_fakes import FakeProcessReactor, make_dispatcher, result_of
+from tests.unit.dispatcher_fakes import Caller, FakeProcessReactor, make_dispatcher, result_of
 
 
 def call(dispatcher, args):
     """Run the handler; returns the result or the RequestError code."""
     try:
-        return result_of(defer.maybeDeferred(DispatcherCall(dispatcher), None, args))
+        return result_of(defer.maybeDeferred(DispatcherCall(dispatcher), Caller(), args))
     except RequestError as e:
         return e.code
 
@@ -241,3 +242,20 @@ def test_command_log_caps_on_character_boundaries():
     assert log.text() == "[... 1 bytes left out ...]\né✓"
     assert log.text(3) == "[... 3 bytes left out ...]\n✓"
     assert log.text(100) == log.text()
+
+
+def test_run_and_kill_requests_are_logged_with_who_and_which_jobs(running):
+    """Each run or kill request leaves one audit line naming the user, the peer and the
+    jobs (ten by name, the rest counted); a request that starts nothing leaves none."""
+    reactor, dispatcher, events = running
+    jobs = {f"j{i:02d}": "true" for i in range(12)}
+    with capturedLogs() as captured:
+        call(dispatcher, dict(jobs, action="run", queue="pkg_queue"))
+        call(dispatcher, {"action": "run", "j00": "true"})
+        call(dispatcher, {"action": "kill", "job_id": ["j11", "nope"]})
+    lines = [formatEvent(e) for e in captured if e.get("log_namespace") == "sysadmd.dispatcher.api"]
+    assert lines == [
+        "admin from 192.0.2.7 queued 12 job(s) in pkg_queue: "
+        "j00, j01, j02, j03, j04, j05, j06, j07, j08, j09 and 2 more",
+        "admin from 192.0.2.7 killed 1 job(s): j11",
+    ]

@@ -1,6 +1,7 @@
 """The dispatcher's jobs, processes and events, with a fake process reactor and clock."""
 
 import pytest
+from twisted.logger import capturedLogs, formatEvent
 
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
@@ -121,6 +122,27 @@ def test_chain_stops_at_first_failure(tmp_path):
     assert details["false"] == "oops\n"
     assert "return_codes/echo never" not in details
     assert "current_cmd" not in details
+
+
+def test_only_jobs_that_did_not_end_cleanly_are_logged(tmp_path):
+    """A job whose commands all returned 0 leaves no log line (its record is in the
+    history); a failed, killed or never-started one does, with its return codes."""
+    reactor, dispatcher, events = make_dispatcher(tmp_path)
+    with capturedLogs() as captured:
+        dispatcher.submit("clean", ["true", "echo done"])
+        reactor.processes[0].exit(0)
+        reactor.processes[1].exit(0)
+        dispatcher.submit("failed", ["true", "false"])
+        reactor.processes[2].exit(0)
+        reactor.processes[3].exit(1)
+        dispatcher.submit("killed", "sleep 60")
+        dispatcher.kill(["killed"])
+        reactor.processes[4].exit(signal=15)
+    lines = [formatEvent(e) for e in captured if e.get("log_namespace") == "sysadmd.dispatcher.core.Dispatcher"]
+    assert lines == [
+        "job failed finished: return codes [0, 1]",
+        "job killed finished: return codes [-15], killed",
+    ]
 
 
 def test_command_that_cannot_start_gets_minus_one_and_the_reason(tmp_path):

@@ -15,7 +15,7 @@ from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.database import SyncWorker, fire, run_batch
 from sysadmd.dispatcher.store import Store, Unwritable
 from sysadmd.server.envelope import RequestError
-from tests.unit.dispatcher_fakes import ENV, FakeProcessReactor, result_of
+from tests.unit.dispatcher_fakes import ENV, Caller, FakeProcessReactor, result_of
 
 FULL = "database or disk is full"
 
@@ -137,7 +137,7 @@ def full_disk_dispatcher(tmp_path, reactor=None, **settings):
 def call(dispatcher, args):
     """The handler's answer, or ``(code, details)`` of its RequestError."""
     try:
-        return result_of(defer.maybeDeferred(DispatcherCall(dispatcher), None, args))
+        return result_of(defer.maybeDeferred(DispatcherCall(dispatcher), Caller(), args))
     except RequestError as e:
         return e.code, e.details
 

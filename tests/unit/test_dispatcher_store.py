@@ -3,6 +3,7 @@
 import queue
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -161,12 +162,16 @@ def test_unusable_database_makes_requests_fail(tmp_path):
 
 
 class ThreadReactor:
-    """Just enough reactor for ThreadWorker: callFromThread into a queue we drain."""
+    """Just enough reactor for ThreadWorker: callFromThread and callLater into a queue
+    we drain (a callLater runs at the next pump, like the next reactor turn)."""
 
     def __init__(self):
         self.calls = queue.SimpleQueue()
 
     def callFromThread(self, f, *args):
+        self.calls.put((f, args))
+
+    def callLater(self, delay, f, *args):
         self.calls.put((f, args))
 
     def pump(self, until, timeout=5.0):
@@ -218,3 +223,25 @@ def test_thread_worker_reports_a_database_it_cannot_open(tmp_path):
     closed = worker.close()
     reactor.pump(lambda: closed.called)
     assert failures == [sqlite3.OperationalError]
+
+
+def test_thread_worker_hands_one_turns_writes_over_together(tmp_path):
+    """What is asked for in one reactor turn reaches the thread at the end of the turn,
+    all at once: the operations run in one transaction."""
+    reactor = ThreadReactor()
+    worker = ThreadWorker(reactor, str(tmp_path / "w.sqlite"))
+    seen = []
+
+    def note(conn, n):
+        # The same transaction: the row the first operation added is visible, uncommitted.
+        conn.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+        conn.execute("INSERT INTO t VALUES (?)", (n,))
+        seen.append((n, conn.in_transaction, conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]))
+
+    done = [worker.run(note, 1), worker.run(note, 2)]
+    time.sleep(0.2)
+    assert seen == []
+    reactor.pump(lambda: all(d.called for d in done))
+    assert seen == [(1, True, 1), (2, True, 2)]
+    closed = worker.close()
+    reactor.pump(lambda: closed.called)
