@@ -322,6 +322,7 @@ class Dispatcher:
 
     def command_started(self, job, index):
         """JobRun: the job started, or moved on to its next command."""
+        self._save_outputs(job)
         self._throttle.changed(job)
 
     def command_output(self, job, index):
@@ -329,9 +330,16 @@ class Dispatcher:
         self._throttle.output(job)
 
     def command_finished(self, job, index, rc):
-        """JobRun: a command ended with return code ``rc``."""
+        """JobRun: a command ended with return code ``rc``. Its log and return code are
+        saved with what JobRun reports next, in the same reactor turn: the next command's
+        start or the job's end (one write with the finish)."""
         job.return_codes[index] = rc
-        self._store.output(job, index).addErrback(self._write_failed, job)
+        job.unsaved_outputs.append(index)
+
+    def _save_outputs(self, job):
+        if job.unsaved_outputs:
+            indexes, job.unsaved_outputs = job.unsaved_outputs, []
+            self._store.output(job, indexes).addErrback(self._write_failed, job)
 
     def job_finished(self, job):
         """JobRun (or a kill of a pending job): the job is over."""
@@ -346,7 +354,8 @@ class Dispatcher:
         self._forget(job)
         # Until its finish is committed (later, if the disk is full), log answers from here.
         self._saving[job.job_id] = job
-        d = self._store.finish(job)
+        indexes, job.unsaved_outputs = job.unsaved_outputs, []
+        d = self._store.finish(job, indexes)
         d.addErrback(self._write_failed, job)
         d.addBoth(self._saved, job)
         self._log_unless_clean(job)

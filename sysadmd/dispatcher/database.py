@@ -222,11 +222,11 @@ def mark_running(conn, seq, time_started):
     )
 
 
-def save_output(conn, seq, index, body, dropped, rc):
-    """Record one command's log and return code."""
-    conn.execute(
+def save_outputs(conn, rows):
+    """Record commands' logs and return codes: ``(seq, index, log, dropped, rc)`` rows."""
+    conn.executemany(
         "INSERT OR REPLACE INTO outputs (seq, idx, log, dropped, return_code) VALUES (?, ?, ?, ?, ?)",
-        (seq, index, body, dropped, rc),
+        rows,
     )
 
 
@@ -236,6 +236,13 @@ def mark_finished(conn, seq, time_finished, finished_at, flags):
         "UPDATE jobs SET state = ?, time_finished = ?, finished_at = ?, flags = ? WHERE seq = ?",
         (FINISHED, time_finished, finished_at, json.dumps(flags), seq),
     )
+
+
+def finish_job(conn, output_rows, seq, time_finished, finished_at, flags):
+    """Record the last outputs of a job and that it finished."""
+    if output_rows:
+        save_outputs(conn, output_rows)
+    mark_finished(conn, seq, time_finished, finished_at, flags)
 
 
 def prune(conn, cutoff):

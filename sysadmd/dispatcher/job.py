@@ -127,6 +127,7 @@ class Job:
         self.current = None
         self.logs = {}
         self.return_codes = {}
+        self.unsaved_outputs = []  # finished commands whose output is not yet written
         self.timed_out = False
         self.interrupted = False
         self.killed = False
@@ -143,6 +144,8 @@ class Job:
 
     def flags(self):
         """The set flags, as process_details shows them (``{"timed_out": "true"}``)."""
+        if not (self.timed_out or self.interrupted or self.killed):
+            return {}
         return {name: "true" for name in FLAGS if getattr(self, name)}
 
 

@@ -87,6 +87,19 @@ class _Record:
         self.sent = False
 
 
+def _outputs(job, indexes):
+    """The outputs rows of commands ``indexes``, and what each records (for the log of
+    records that could not be saved)."""
+    rows, what = [], []
+    for index in indexes:
+        log = job.logs.get(index)
+        body, dropped = (log.body(), log.dropped) if log is not None else ("", 0)
+        rc = job.return_codes.get(index)
+        rows.append((job.seq, index, body, dropped, rc))
+        what.append(f"job {job.job_id} command {index + 1} ended with {rc}")
+    return rows, what
+
+
 class Store:
     """The dispatcher's persistence; every method returns a Deferred and runs on the
     worker that ``open_worker()`` returns (a :class:`ThreadWorker`, or a
@@ -161,20 +174,20 @@ class Store:
         """Record that the job started."""
         return self._write(f"job {job.job_id} started", db.mark_running, (job.seq, job.time_started))
 
-    def output(self, job, index):
-        """Record command ``index``'s log (at most the log's cap, ``store_log_bytes``)
-        and return code."""
-        log = job.logs.get(index)
-        body, dropped = (log.body(), log.dropped) if log is not None else ("", 0)
-        rc = job.return_codes.get(index)
-        what = f"job {job.job_id} command {index + 1} ended with {rc}"
-        return self._write(what, db.save_output, (job.seq, index, body, dropped, rc))
+    def output(self, job, indexes):
+        """Record the logs (each at most its cap, ``store_log_bytes``) and return codes of
+        the job's commands ``indexes``."""
+        rows, what = _outputs(job, indexes)
+        return self._write("; ".join(what), db.save_outputs, (rows,))
 
-    def finish(self, job):
-        """Record that the job finished (its flags and finish time)."""
+    def finish(self, job, indexes=()):
+        """Record that the job finished (its flags and finish time), with the outputs of
+        its commands ``indexes`` (as :meth:`output`), in one write."""
+        rows, what = _outputs(job, indexes)
         flags = job.flags()
-        what = f"job {job.job_id} finished" + "".join(f", {name}" for name in flags)
-        return self._write(what, db.mark_finished, (job.seq, job.time_finished, job.finished_at, flags))
+        what.append(f"job {job.job_id} finished" + "".join(f", {name}" for name in flags))
+        args = (rows, job.seq, job.time_finished, job.finished_at, flags)
+        return self._write("; ".join(what), db.finish_job, args)
 
     def prune(self, cutoff):
         """Delete jobs finished before ``cutoff``; fires with how many."""

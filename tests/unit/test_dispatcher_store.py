@@ -34,6 +34,29 @@ def test_every_state_change_is_committed(tmp_path):
     assert rows(tmp_path)["b"] == ("running", "{}")
 
 
+def test_a_commands_output_is_committed_when_the_next_one_starts(tmp_path):
+    """A finished command's log and return code are saved with the next command's start
+    (not only at the job's end), and the last one's with the finish."""
+    reactor, dispatcher, events = make_dispatcher(tmp_path)
+    dispatcher.submit("j", ["echo one", "echo two"])
+
+    def saved():
+        conn = sqlite3.connect(str(tmp_path / "dispatcher.sqlite"))
+        try:
+            return list(conn.execute("SELECT idx, return_code, log FROM outputs ORDER BY idx"))
+        finally:
+            conn.close()
+
+    reactor.processes[0].write(b"one\n")
+    assert saved() == []
+    reactor.processes[0].exit(0)
+    assert saved() == [(0, 0, "one\n")]
+    reactor.processes[1].write(b"two\n")
+    reactor.processes[1].exit(0)
+    assert saved() == [(0, 0, "one\n"), (1, 0, "two\n")]
+    assert rows(tmp_path)["j"] == ("finished", "{}")
+
+
 def test_database_uses_wal(tmp_path):
     """The database is in WAL mode."""
     conn = connect(str(tmp_path / "x.sqlite"))
