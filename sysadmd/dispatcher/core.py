@@ -25,7 +25,7 @@ from sysadmd.dispatcher.job import (
     check_job,
 )
 from sysadmd.dispatcher.queue import JobQueue, default_queue
-from sysadmd.dispatcher.runner import JobRun
+from sysadmd.dispatcher.runner import ExecutableLookup, JobRun
 from sysadmd.dispatcher.store import Unwritable
 
 PRUNE_EVERY = 3600.0
@@ -75,6 +75,7 @@ class Dispatcher:
         self._scheduling = False
         self._prune_loop = None
         self._throttle = events.UpdateThrottle(reactor, settings.update_interval, self._publish)
+        self._lookup = ExecutableLookup(reactor)
 
     # -- events ---------------------------------------------------------------------
 
@@ -223,11 +224,11 @@ class Dispatcher:
         checked = []
         try:
             for job_id, commands in jobs:
-                commands = check_job(job_id, commands, queue, timeout, event_system, extra, self.queues)
-                checked.append((job_id, commands))
+                commands, argvs = check_job(job_id, commands, queue, timeout, event_system, extra, self.queues)
+                checked.append((job_id, commands, argvs))
             if not checked:
                 raise InvalidJob("no job to run")
-            ids = [job_id for job_id, _ in checked]
+            ids = [job_id for job_id, _, _ in checked]
             if len(set(ids)) != len(ids):
                 raise InvalidJob("the same job id appears twice")
         except InvalidJob:
@@ -239,13 +240,13 @@ class Dispatcher:
     def _enqueue(self, checked, queue, timeout, event_system, extra):
         if self._state != "ready":
             raise DispatcherUnavailable("The dispatcher is unavailable: the daemon is stopping.")
-        live = [job_id for job_id, _ in checked if job_id in self._live]
+        live = [job_id for job_id, _, _ in checked if job_id in self._live]
         if live:
             raise DuplicateJob(f"Already pending or running: {', '.join(live)}")
         jobs = []
-        for job_id, commands in checked:
+        for job_id, commands, argvs in checked:
             self._seq += 1
-            job = Job(self._seq, job_id, commands, queue, timeout, event_system, extra)
+            job = Job(self._seq, job_id, commands, queue, timeout, event_system, extra, argvs)
             self._live[job_id] = job
             self.queues[queue].add(job)
             jobs.append(job)
@@ -315,7 +316,7 @@ class Dispatcher:
         settings = self.settings
         run = JobRun(
             self._reactor, job, settings.env, settings.cwd, settings.kill_grace,
-            settings.store_log_bytes, self, timeout,
+            settings.store_log_bytes, self, timeout, self._lookup,
         )
         self._runs[job.seq] = run
         run.start()

@@ -16,15 +16,20 @@ message), as in the "Dispatcher Class Event Message".
 finished, and ``"timed_out"``, ``"interrupted"`` or ``"killed"``: ``"true"`` when they apply.
 """
 
-import datetime
+import time
 
 from sysadmd.dispatcher.job import PENDING, RUNNING
 
 
 def iso_time(seconds):
-    """An ISO 8601 local time with its UTC offset, to the millisecond."""
-    moment = datetime.datetime.fromtimestamp(seconds).astimezone()
-    return moment.isoformat(timespec="milliseconds")
+    """An ISO 8601 local time with its UTC offset, to the millisecond (one localtime
+    call: twice per job, it shows in the dispatcher's throughput)."""
+    local = time.localtime(seconds)
+    offset = local.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    millis = int(seconds * 1000) % 1000
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{millis:03d}{sign}{hours:02d}:{minutes:02d}"
 
 
 def process_details(job, log_limit=None, logs=True):

@@ -111,10 +111,13 @@ class Job:
     for it, unique only among live (pending or running) jobs.
     """
 
-    def __init__(self, seq, job_id, commands, queue, timeout=None, event_system=None, extra=None):
+    def __init__(self, seq, job_id, commands, queue, timeout=None, event_system=None, extra=None,
+                 argvs=None):
         self.seq = seq
         self.job_id = job_id
         self.commands = list(commands)
+        # Each command split into arguments: given when the job was checked, else on use.
+        self._argvs = list(argvs) if argvs is not None else [None] * len(self.commands)
         self.queue = queue
         self.timeout = timeout
         self.event_system = event_system
@@ -135,6 +138,14 @@ class Job:
     def __repr__(self):
         return f"<Job {self.job_id!r} #{self.seq} {self.state}>"
 
+    def argv(self, index):
+        """Command ``index`` split into arguments as a POSIX shell would (``shlex``);
+        raises ValueError when it cannot be split."""
+        argv = self._argvs[index]
+        if argv is None:
+            argv = self._argvs[index] = shlex.split(self.commands[index])
+        return argv
+
     def log_for(self, index, cap):
         """The :class:`CommandLog` of command ``index``, created on first output."""
         log = self.logs.get(index)
@@ -150,12 +161,14 @@ class Job:
 
 
 def check_commands(commands):
-    """Validate a job's commands; returns them as a list. A string is one command."""
+    """Validate a job's commands; returns them as a list, and each one split into
+    arguments. A string is one command."""
     if isinstance(commands, str):
         commands = [commands]
     if not isinstance(commands, (list, tuple)) or not commands:
         raise InvalidJob("a job needs a command or a non-empty list of commands")
     seen = set()
+    argvs = []
     for command in commands:
         if not isinstance(command, str):
             raise InvalidJob("every command must be a string")
@@ -173,15 +186,16 @@ def check_commands(commands):
                 "command text)"
             )
         seen.add(command)
-    return list(commands)
+        argvs.append(argv)
+    return list(commands), argvs
 
 
 def check_job(job_id, commands, queue, timeout, event_system, extra, queues):
     """Validate ``submit``'s arguments against the known ``queues``; returns the commands
-    as a list. Raises :class:`InvalidJob`."""
+    as a list and each one split into arguments. Raises :class:`InvalidJob`."""
     if not isinstance(job_id, str) or not job_id:
         raise InvalidJob("a job id must be a non-empty string")
-    commands = check_commands(commands)
+    commands, argvs = check_commands(commands)
     if not isinstance(queue, str) or queue not in queues:
         raise InvalidJob(f"unknown queue {queue!r} (known: {', '.join(queues)})")
     if timeout is not None:
@@ -203,4 +217,4 @@ def check_job(job_id, commands, queue, timeout, event_system, extra, queues):
             json.dumps(extra)
         except (TypeError, ValueError) as e:
             raise InvalidJob(f"extra must be JSON-serializable: {e}") from None
-    return commands
+    return commands, argvs

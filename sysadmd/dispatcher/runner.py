@@ -9,14 +9,14 @@ the grace period, as ``twisted.runner.procmon`` does.
 
 import os
 import pwd
-import shlex
 import shutil
 
 from twisted.internet import defer, error
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-DEFAULT_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+from sysadmd.util.commands import DEFAULT_PATH
+
 # After a command has exited, how long its output pipes may stay open (held by a process
 # it left in the background) before we close them, so a job never hangs on them.
 PIPE_GRACE = 2.0
@@ -73,6 +73,36 @@ def resolve(argv0, env, cwd):
     return found, None
 
 
+class ExecutableLookup:
+    """:func:`resolve`, with bare command names found on PATH remembered for ``ttl``
+    seconds: a queue running the same program looks it up once, not once per job.
+    What was not found is looked up again every time (a program just installed is found
+    at once); a program removed meanwhile fails to start with its reason, as ever."""
+
+    MAX_ENTRIES = 256
+
+    def __init__(self, clock, ttl=1.0):
+        self._clock = clock
+        self._ttl = ttl
+        self._found = {}
+
+    def __call__(self, argv0, env, cwd):
+        """``(path, None)`` or ``(None, reason)``, like :func:`resolve`."""
+        if "/" in argv0:
+            return resolve(argv0, env, cwd)
+        key = (argv0, env.get("PATH", ""))
+        now = self._clock.seconds()
+        hit = self._found.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0], None
+        path, reason = resolve(argv0, env, cwd)
+        if path is not None:
+            if len(self._found) >= self.MAX_ENTRIES:
+                self._found = {k: v for k, v in self._found.items() if v[1] > now}
+            self._found[key] = (path, now + self._ttl)
+        return path, reason
+
+
 class CommandProtocol(ProcessProtocol):
     """One command's process: stdin closed at once, stdout and stderr handed to
     ``on_output`` as they arrive. ``ended`` fires with the return code."""
@@ -126,11 +156,14 @@ class JobRun:
     - ``job_finished(job)`` once, when nothing of the job runs any more.
 
     ``done`` fires with the job after ``job_finished``. ``timeout`` (seconds, 0 or None for
-    none) covers the whole job.
+    none) covers the whole job. ``lookup`` finds executables (:func:`resolve` by default;
+    the dispatcher shares one :class:`ExecutableLookup` between its jobs).
     """
 
-    def __init__(self, reactor, job, env, cwd, kill_grace, log_cap, listener, timeout=None):
+    def __init__(self, reactor, job, env, cwd, kill_grace, log_cap, listener, timeout=None,
+                 lookup=resolve):
         self._reactor = reactor
+        self._lookup = lookup
         self.job = job
         self._env = env
         self._cwd = cwd
@@ -164,7 +197,7 @@ class JobRun:
             self._listener.command_output(job, index)
 
         process = CommandProtocol(self._reactor, output)
-        reason = self._spawn(process, command)
+        reason = self._spawn(process, index)
         if reason is not None:
             log.warn(
                 "job {job_id}: command {command!r} could not start: {reason}",
@@ -178,17 +211,17 @@ class JobRun:
         self._process = process
         process.ended.addCallback(lambda rc: self._ended(index, rc))
 
-    def _spawn(self, process, command):
-        """Spawn ``command``; returns None, or why it could not start."""
+    def _spawn(self, process, index):
+        """Spawn command ``index``; returns None, or why it could not start."""
         try:
-            argv = shlex.split(command)
+            argv = self.job.argv(index)
         except ValueError as e:
             return f"cannot split the command: {e}"
         if not argv:
             return "empty command"
         if not os.path.isdir(self._cwd):
             return f"working directory {self._cwd} does not exist"
-        executable, reason = resolve(argv[0], self._env, self._cwd)
+        executable, reason = self._lookup(argv[0], self._env, self._cwd)
         if reason is not None:
             return reason
         try:
