@@ -471,8 +471,8 @@ def dispatcher(ws, cfg):
     """1,000 `true` jobs through rpc/dispatcher (queue bench:8) vs a bare spawnProcess
     loop, alternating. Both run in "/", the jobs' directory, so both can posix_spawn."""
     rounds = []
-    for round_ in range(cfg.rounds):
-        log(f"dispatcher: round {round_ + 1}/{cfg.rounds}, {cfg.jobs} jobs, bare spawnProcess loop")
+    for round_ in range(cfg.dispatch_rounds):
+        log(f"dispatcher: round {round_ + 1}/{cfg.dispatch_rounds}, {cfg.jobs} jobs, bare spawnProcess loop")
         out = subprocess.run(
             [sys.executable, os.path.join(BENCH, "baselines", "spawn_loop.py"), "--jobs", str(cfg.jobs),
              "--concurrency", "8"], capture_output=True, text=True, timeout=600, check=True, cwd="/",
@@ -586,12 +586,14 @@ def summarize(results, cfg):
     if disp:
         rounds = disp["rounds"]
         ratios = [round(r["ratio"], 2) for r in rounds]
-        ratio = max(ratios)
-        row(f"dispatcher: {cfg.jobs} `true` jobs, max_running 8 (jobs/s)",
-            round(best(r["sysadmd"]["jobs_per_s"] for r in rounds)))
-        row("dispatcher: bare spawnProcess loop, 8 at once (jobs/s)",
-            round(best(r["baseline"]["jobs_per_s"] for r in rounds)))
-        row(f"dispatcher: sysadmd / spawnProcess loop (rounds {ratios})", ratio, ">= 0.8", ratio >= 0.8)
+        # Best against best, like every other figure: the highest of the per-round ratios
+        # would reward a round where only the baseline was unlucky.
+        ours = best(r["sysadmd"]["jobs_per_s"] for r in rounds)
+        theirs = best(r["baseline"]["jobs_per_s"] for r in rounds)
+        ratio = round(ours / theirs, 2)
+        row(f"dispatcher: {cfg.jobs} `true` jobs, max_running 8 (jobs/s, best of {len(rounds)})", round(ours))
+        row(f"dispatcher: bare spawnProcess loop, 8 at once (jobs/s, best of {len(rounds)})", round(theirs))
+        row(f"dispatcher: best / best (each round's ratio: {ratios})", ratio, ">= 0.8", ratio >= 0.8)
         if disp["forked"]:
             row("dispatcher: sysadmd started outside the jobs' directory, so forking (jobs/s)",
                 round(disp["forked"]["jobs_per_s"]))
@@ -656,12 +658,14 @@ def config(argv):
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
     parser.add_argument("--only", default="fanout,connections,slow,dispatcher")
     parser.add_argument("--rounds", type=int)
+    parser.add_argument("--dispatch-rounds", type=int, help="dispatcher rounds (short ones: 5 by default)")
     parser.add_argument("--burst", type=int, default=10, help="events per reactor turn at saturation")
     parser.add_argument("--out", default=os.path.join(BENCH, "results", "latest.json"))
     cfg = parser.parse_args(argv)
     quick = cfg.quick
     cfg.only = set(cfg.only.split(","))
     cfg.rounds = cfg.rounds or (1 if quick else 2)
+    cfg.dispatch_rounds = cfg.dispatch_rounds or (3 if quick else 5)
     cfg.warmup = 1.0
     cfg.window = 2.0 if quick else 4.0
     cfg.subscribers = (100, 1000)
