@@ -132,9 +132,10 @@ def event(frame_name, args, frame_id="none"):
     return {"namespace": "events", "name": frame_name, "id": frame_id, "args": args}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode(frame):
     """Serialize a frame to UTF-8 JSON bytes; ValueError (or UnicodeEncodeError, a
     subclass) when it holds something JSON cannot carry (NaN, lone surrogates...)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-        "utf-8"
-    )
+    return _ENCODER.encode(frame).encode("utf-8")
