@@ -6,7 +6,7 @@ row is committed it gets its pending event and may start; it starts when its que
 room; it finishes once, whatever happens (success, failure, kill, timeout, shutdown).
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Dict
 
@@ -29,6 +29,7 @@ from sysadmd.dispatcher.runner import ExecutableLookup, JobRun
 from sysadmd.dispatcher.store import Unwritable
 
 PRUNE_EVERY = 3600.0
+ANNOUNCE_PER_TURN = 256
 DAY = 86400.0
 
 
@@ -255,12 +256,24 @@ class Dispatcher:
         return d.addCallbacks(self._recorded, self._not_recorded, callbackArgs=(jobs,), errbackArgs=(jobs,))
 
     def _recorded(self, _, jobs):
-        for job in jobs:
-            job.persisted = True
+        self._announce(deque(jobs))
+        return [job.job_id for job in jobs]
+
+    def _announce(self, jobs):
+        # A big request's pending events go out ANNOUNCE_PER_TURN per reactor turn, so
+        # connections send between them: one turn's burst must fit in a subscriber's
+        # buffer (subscriber_buffer_bytes), or a client that reads well would miss events.
+        # A job starts only once announced, so its running event never comes first.
+        if self._state != "ready":
+            return
+        for _ in range(min(len(jobs), ANNOUNCE_PER_TURN)):
+            job = jobs.popleft()
+            job.announced = True
             if job.state == PENDING:
                 self._publish(job)
                 self._schedule(self.queues[job.queue])
-        return [job.job_id for job in jobs]
+        if jobs:
+            self._reactor.callLater(0, self._announce, jobs)
 
     def _not_recorded(self, failure, jobs):
         for job in jobs:

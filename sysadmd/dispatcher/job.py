@@ -123,7 +123,8 @@ class Job:
         self.event_system = event_system
         self.extra = dict(extra or {})
         self.state = PENDING
-        self.persisted = False
+        # Recorded in the database and its pending event sent: it may start.
+        self.announced = False
         self.time_started = None
         self.time_finished = None
         self.finished_at = None

@@ -63,11 +63,12 @@ class JobQueue:
 
     def take_startable(self):
         """Move the jobs that may start now from pending to running, in FIFO order, and
-        return them. A job not yet committed to the database blocks those behind it."""
+        return them. A job not yet announced (committed to the database, then its pending
+        event sent) blocks those behind it."""
         started = []
         while self.pending and self.has_room():
             seq, job = next(iter(self.pending.items()))
-            if not job.persisted:
+            if not job.announced:
                 break
             del self.pending[seq]
             self.running[seq] = job

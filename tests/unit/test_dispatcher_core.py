@@ -3,6 +3,7 @@
 import pytest
 from twisted.logger import capturedLogs, formatEvent
 
+from sysadmd.dispatcher.core import ANNOUNCE_PER_TURN
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
 from sysadmd.dispatcher.runner import PIPE_GRACE
@@ -418,3 +419,34 @@ def test_output_is_decoded_as_utf8_with_replacement(tmp_path):
     process.write(b"\xe2\x9c")
     process.exit(0)
     assert result_of(dispatcher.details("j"))["cat"] == "héllo ✓ \ufffd\ufffd end\ufffd"
+
+
+def test_a_big_request_is_announced_over_several_turns(tmp_path):
+    """A request of more than ANNOUNCE_PER_TURN jobs sends that many pending events per
+    reactor turn (so connections can send between bursts); a job starts only after its
+    pending event, even in an unlimited queue, and every job is announced once."""
+    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0")
+    count = ANNOUNCE_PER_TURN * 2 + 10
+    ids = [f"j{i}" for i in range(count)]
+    assert result_of(dispatcher.submit_many([(i, "true") for i in ids])) == ids
+    assert states(events).count("pending") == ANNOUNCE_PER_TURN
+    assert len(reactor.processes) == ANNOUNCE_PER_TURN
+    # The rest follow in later turns (a Clock runs them all in one advance).
+    reactor.advance(0)
+    assert states(events).count("pending") == count
+    assert len(reactor.processes) == count
+    for job_id in ids:
+        assert states(events, job_id) == ["pending", "running"]
+
+
+def test_a_job_killed_before_it_is_announced_finishes_once(tmp_path):
+    """Killing a job still waiting for its pending event finishes it at once; it is not
+    announced or started afterwards."""
+    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0")
+    ids = [f"j{i}" for i in range(ANNOUNCE_PER_TURN + 1)]
+    dispatcher.submit_many([(i, "true") for i in ids])
+    last = ids[-1]
+    assert dispatcher.kill([last]) == [last]
+    reactor.advance(0)
+    assert states(events, last) == ["finished"]
+    assert len(reactor.processes) == ANNOUNCE_PER_TURN
