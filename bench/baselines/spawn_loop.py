@@ -1,7 +1,7 @@
 """Dispatcher baseline: a bare ``spawnProcess`` loop, ``--concurrency`` children at once.
 
 Runs ``--jobs`` commands the way the dispatcher spawns one (argv without a shell, an
-explicit minimal environment, stdin closed, stdout and stderr read) and waits for each
+explicit minimal environment, stdin /dev/null, stdout and stderr read) and waits for each
 ``processEnded``; nothing is queued, stored or published. Prints one JSON line.
 
     python bench/baselines/spawn_loop.py [--jobs 1000] [--concurrency 8] [--command true]
@@ -16,14 +16,13 @@ import time
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import ProcessProtocol
 
+DEVNULL = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
 
 class Child(ProcessProtocol):
     def __init__(self):
         self.ended = defer.Deferred()
         self.output = 0
-
-    def connectionMade(self):
-        self.transport.closeStdin()
 
     def outReceived(self, data):
         self.output += len(data)
@@ -49,7 +48,7 @@ def main():
         state["started"] += 1
         child = Child()
         reactor.spawnProcess(child, executable, [options.command], env=dict(env), path="/",
-                             childFDs={0: "w", 1: "r", 2: "r"})
+                             childFDs={0: DEVNULL, 1: "r", 2: "r"})
         child.ended.addCallback(ended)
 
     def ended(code):

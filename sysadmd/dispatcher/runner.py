@@ -7,6 +7,7 @@ command that cannot start gets -1 and the reason in its log; one killed by signa
 the grace period, as ``twisted.runner.procmon`` does.
 """
 
+import functools
 import os
 import pwd
 import shutil
@@ -45,6 +46,13 @@ def _home():
         return pwd.getpwuid(os.geteuid()).pw_dir or "/"
     except KeyError:
         return "/"
+
+
+@functools.cache
+def stdin_null():
+    """The read-only /dev/null every command gets as stdin, opened once: no pipe to
+    make, watch and close per command (close-on-exec here; the child's copy is not)."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def return_code(reason):
@@ -104,7 +112,7 @@ class ExecutableLookup:
 
 
 class CommandProtocol(ProcessProtocol):
-    """One command's process: stdin closed at once, stdout and stderr handed to
+    """One command's process (stdin is /dev/null): stdout and stderr handed to
     ``on_output`` as they arrive. ``ended`` fires with the return code."""
 
     def __init__(self, reactor, on_output, pipe_grace=PIPE_GRACE):
@@ -113,10 +121,6 @@ class CommandProtocol(ProcessProtocol):
         self._pipe_grace = pipe_grace
         self._grace_call = None
         self.ended = defer.Deferred()
-
-    def connectionMade(self):
-        """Commands get an empty stdin."""
-        self.transport.closeStdin()
 
     def outReceived(self, data):
         """stdout and stderr go to the same log, in arrival order."""
@@ -231,7 +235,7 @@ class JobRun:
                 argv,
                 env=dict(self._env),
                 path=self._cwd,
-                childFDs={0: "w", 1: "r", 2: "r"},
+                childFDs={0: stdin_null(), 1: "r", 2: "r"},
             )
         except OSError as e:
             return f"{argv[0]}: {e.strerror or e}"

@@ -96,6 +96,17 @@ def test_two_command_job_reports_both_logs_and_return_codes(admin):
     assert dispatcher(admin, "log", job_id="two") == details
 
 
+def test_commands_read_an_empty_stdin(admin):
+    """stdin is /dev/null: a command that reads it sees end of file at once (and is
+    not a terminal), so it cannot hang waiting for input."""
+    subscribe(admin)
+    run(admin, reader=["cat", "sh -c 'test -t 0 || wc -c'"])
+    details = finished(admin, ["reader"])["reader"]["process_details"]
+    assert details["return_codes/cat"] == "0"
+    assert "cat" not in details
+    assert details["sh -c 'test -t 0 || wc -c'"].strip() == "0"
+
+
 def test_failing_middle_command_stops_the_chain(admin):
     """A non-zero exit ends the job: the last command never runs."""
     subscribe(admin)

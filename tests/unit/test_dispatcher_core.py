@@ -1,12 +1,14 @@
 """The dispatcher's jobs, processes and events, with a fake process reactor and clock."""
 
+import os
+
 import pytest
 from twisted.logger import capturedLogs, formatEvent
 
 from sysadmd.dispatcher.core import ANNOUNCE_PER_TURN
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
-from sysadmd.dispatcher.runner import PIPE_GRACE
+from sysadmd.dispatcher.runner import PIPE_GRACE, stdin_null
 from tests.unit.dispatcher_fakes import ENV, make_dispatcher, result_of, states
 
 
@@ -69,8 +71,8 @@ def test_commands_are_split_and_run_with_the_minimal_environment(tmp_path):
     assert process.executable.endswith("/printf")
     assert process.env == ENV
     assert process.path == str(tmp_path)
-    assert process.stdin_closed
-    assert process.child_fds == {0: "w", 1: "r", 2: "r"}
+    assert process.child_fds == {0: stdin_null(), 1: "r", 2: "r"}
+    assert os.path.samestat(os.fstat(stdin_null()), os.stat(os.devnull))
 
 
 def test_output_updates_are_throttled_per_job(tmp_path):
