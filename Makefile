@@ -35,9 +35,9 @@ conformance: $(STAMP)
 
 # The configuration reference in README.rst and etc/sysadmd.ini comes from the schema.
 docs: $(STAMP)
-	$(BIN)/python -m sysadmd.config.reference ini > etc/sysadmd.ini
-	$(BIN)/python -m sysadmd.config.reference bridge-ini > etc/sysadm-bridge.ini
-	$(BIN)/python -m sysadmd.config.reference readme README.rst
+	$(BIN)/python -m sysadmd.taps.reference ini > etc/sysadmd.ini
+	$(BIN)/python -m sysadmd.taps.reference bridge-ini > etc/sysadm-bridge.ini
+	$(BIN)/python -m sysadmd.taps.reference readme README.rst
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

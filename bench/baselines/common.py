@@ -27,7 +27,7 @@ def load_bench_source():
 
 
 def encode(frame):
-    """The same serialization as ``sysadmd.server.envelope.encode``."""
+    """The same serialization as ``sysadmd.protocol.envelope.encode``."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 

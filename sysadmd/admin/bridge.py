@@ -14,10 +14,16 @@ import stat
 import sys
 
 from sysadmd.admin.errors import AdminError
-from sysadmd.auth.filestore import atomic_write
-from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint, public_line
+from sysadmd.bridge.keys import (
+    BridgeKeyError,
+    ensure_private_key,
+    key_fingerprint,
+    public_line,
+)
 from sysadmd.bridge.urls import check_nick, parse_connections, parse_url
-from sysadmd.config import ConfigErrors, find_default_config, load_config
+from sysadmd.config import ConfigErrors, find_default_config
+from sysadmd.taps.sections import load_daemon_config
+from sysadmd.util.files import atomic_write
 
 _SECTION = re.compile(r"^\s*\[([^\]]*)\]")
 _KEY = re.compile(r"^connections\s*[=:]\s?(.*)$", re.IGNORECASE)
@@ -179,7 +185,7 @@ def _key_path(path):
 
     try:
         options = {name: f.options for name, f in discover_sources().items()}
-        config = load_config(path, source_options=options)
+        config = load_daemon_config(path, source_options=options)
     except ConfigErrors as e:
         raise AdminError(f"fix the configuration first:\n{e}") from None
     except configparser.Error as e:

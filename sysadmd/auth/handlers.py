@@ -12,7 +12,7 @@ import secrets
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from sysadmd.server.envelope import RequestError
+from sysadmd.protocol.envelope import RequestError
 
 CHALLENGE_SECONDS = 30.0
 FAILED = "Authentication failed."

@@ -6,5 +6,5 @@ and the daemon's side of it (``[bridge]`` in sysadmd).
 - ``server``: the bridge's WebSocket protocol and factory, built on ``sysadmd.server``;
 - ``schema`` and ``tap``: the bridge's configuration and twistd wiring;
 - ``urls``, ``keys``, ``relayed``, ``link`` and ``links``: the daemon's outgoing links to
-  bridges, with one :class:`sysadmd.server.session.Session` per relayed client.
+  bridges, with one :class:`sysadmd.channel.session.Session` per relayed client.
 """

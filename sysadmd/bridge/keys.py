@@ -12,8 +12,8 @@ import socket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from sysadmd.auth.filestore import atomic_write, make_private_dirs
 from sysadmd.auth.keys_file import check_supported, fingerprint
+from sysadmd.util.files import atomic_write, make_private_dirs
 
 
 class BridgeKeyError(Exception):

@@ -21,7 +21,7 @@ import sysadmd
 from sysadmd.auth.signatures import sign_challenge
 from sysadmd.bridge import wire
 from sysadmd.bridge.relayed import RelayedClients
-from sysadmd.server import envelope
+from sysadmd.protocol import envelope
 from sysadmd.server.protocol import CLOSE_GOING_AWAY
 
 AUTH_CHALLENGE_ID = "sysadmd_bridge_auth_challenge"

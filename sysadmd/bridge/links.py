@@ -21,8 +21,8 @@ from sysadmd.bridge import wire
 from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
 from sysadmd.config import ConfigError
-from sysadmd.server.envelope import RequestError
-from sysadmd.server.service import OrderedService
+from sysadmd.protocol.envelope import RequestError
+from sysadmd.util.services import OrderedService
 
 log = Logger()
 

@@ -22,9 +22,9 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sysadmd.server import envelope
-from sysadmd.server.outbound import Outbound
-from sysadmd.server.session import Session
+from sysadmd.channel.outbound import Outbound
+from sysadmd.channel.session import Session
+from sysadmd.protocol import envelope
 
 
 class _Readdressed:

@@ -6,9 +6,9 @@ one file to the other; keys that mean nothing to a bridge are accepted and say s
 
 from dataclasses import replace
 
+from sysadmd.auth.options import AUTH as DAEMON_AUTH
 from sysadmd.config.options import Option, integer
-from sysadmd.config.schema import AUTH as DAEMON_AUTH
-from sysadmd.config.schema import SERVER as DAEMON_SERVER
+from sysadmd.server.options import SERVER as DAEMON_SERVER
 
 DEFAULT_PATHS = ("/usr/local/etc/sysadm-bridge.ini", "/etc/sysadm-bridge.ini")
 

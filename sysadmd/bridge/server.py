@@ -4,7 +4,7 @@ The protocol is :class:`sysadmd.server.protocol.SysadmServerProtocol` with the d
 limits (message sizes, authentication and idle timeouts, connections per address, bans at
 the handshake, requests in flight); what differs is described in ``sysadmd.bridge.wire``.
 Everything the bridge sends a connection other than a direct reply goes through its
-bounded :class:`sysadmd.server.outbound.Outbound`: a peer that stops reading is closed
+bounded :class:`sysadmd.channel.outbound.Outbound`: a peer that stops reading is closed
 with 1008 once ``[relay] buffer_bytes`` are waiting, so it cannot grow the bridge's memory.
 """
 
@@ -17,13 +17,13 @@ from twisted.logger import Logger
 import sysadmd
 from sysadmd.bridge import wire
 from sysadmd.bridge.registry import Registry
+from sysadmd.channel.session import Session
 from sysadmd.events.hub import EventHub
-from sysadmd.server import envelope
+from sysadmd.protocol import envelope
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.protocol.reply import Reply
 from sysadmd.server.factory import SysadmServerFactory
-from sysadmd.server.framing import prepare_text
 from sysadmd.server.protocol import CLOSE_POLICY, SysadmServerProtocol
-from sysadmd.server.router import Reply
-from sysadmd.server.session import Session
 
 
 class BridgeSession(Session):

@@ -1,7 +1,7 @@
 """The bridge's wire protocol, shared by the bridge and the daemons that connect to it.
 
 Every frame is text. A frame whose first non-blank character is ``{`` is an envelope
-(``sysadmd.server.envelope``) exchanged with the bridge itself; any other frame is relayed
+(``sysadmd.protocol.envelope``) exchanged with the bridge itself; any other frame is relayed
 and its payload is never read by the bridge::
 
     peer -> bridge:   "<destination id>\\n<payload>"
@@ -35,7 +35,7 @@ frame without an id line, 404 (with ``"destination"`` in ``args``) for an id the
 cannot reach.
 """
 
-from sysadmd.server import envelope
+from sysadmd.protocol import envelope
 
 IDENTIFY_ID = "sysadm_bridge_request_ident"
 CHECKSUMS_ID = "bridge_request_list_keys"

@@ -3,10 +3,11 @@
 import configparser
 import os
 
-from sysadmd.config import schema
 from sysadmd.config.errors import ConfigError, ConfigErrors
 
 DEFAULT_PATHS = ("/usr/local/etc/sysadmd.ini", "/etc/sysadmd.ini")
+# Each event source has its own section, [source:NAME].
+SOURCE_PREFIX = "source:"
 
 
 def find_default_config(candidates=DEFAULT_PATHS):
@@ -37,7 +38,7 @@ class Config:
 
     def source_section(self, name):
         """The parsed keys of ``[source:NAME]`` (defaults when the section is absent)."""
-        return self._sections.get(schema.SOURCE_PREFIX + name, {})
+        return self._sections.get(SOURCE_PREFIX + name, {})
 
     def path(self, section, key, default_name=None):
         """An absolute path from ``[section] key``; empty means ``<state_dir>/<default_name>``."""
@@ -107,19 +108,20 @@ def _apply_overrides(raw, overrides, errors):
         raw.setdefault(section, {})[key.lower()] = value
 
 
-def load_config(path=None, text=None, overrides=(), source_options=None, source=None, sections=None):
+def load_config(
+    sections, path=None, text=None, overrides=(), source_options=None, source=None,
+    event_sources=False,
+):
     """Parse a configuration file (or ``text``) and ``--set`` overrides.
 
-    ``source_options`` maps each installed event source's name to its option schema;
-    ``[source:NAME]`` for an unknown NAME is an error. ``sections`` is the schema (section
-    name -> keys), by default the daemon's; another program (the bridge) passes its own,
-    and then no ``[source:NAME]`` section is known. Raises :class:`ConfigErrors` with
+    ``sections`` is the program's schema (section name -> key -> Option), which each
+    part contributes (see ``sysadmd.taps.sections``). With ``event_sources``,
+    ``source_options`` maps each installed event source's name to its option schema and
+    ``[source:NAME]`` for an unknown NAME is an error. Raises :class:`ConfigErrors` with
     every problem found; returns a :class:`Config`.
     """
     source_options = source_options or {}
-    daemon = sections is None
-    if daemon:
-        sections = schema.SECTIONS
+    daemon = event_sources
     if source is None:
         source = path if path is not None else ("<string>" if text is not None else "<defaults>")
     raw = _read(path, text, source)
@@ -130,14 +132,14 @@ def load_config(path=None, text=None, overrides=(), source_options=None, source=
     for name, options in sections.items():
         parsed[name] = _parse_section(source, name, raw.pop(name, {}), options, errors)
     for name, options in source_options.items():
-        section = schema.SOURCE_PREFIX + name
+        section = SOURCE_PREFIX + name
         parsed[section] = _parse_section(source, section, raw.pop(section, {}), options, errors)
     for section in raw:
-        if daemon and section.startswith(schema.SOURCE_PREFIX):
+        if daemon and section.startswith(SOURCE_PREFIX):
             message = "no event source of that name is installed"
         else:
             message = "unknown section"
-        known = ", ".join(list(sections) + ([schema.SOURCE_PREFIX + "NAME"] if daemon else []))
+        known = ", ".join(list(sections) + ([SOURCE_PREFIX + "NAME"] if daemon else []))
         errors.append(ConfigError(source, section, None, f"{message} (known: {known})"))
     if errors:
         raise ConfigErrors(errors)

@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from sysadmd.dispatcher.job import DispatcherUnavailable, DuplicateJob, InvalidJob
-from sysadmd.server.envelope import RequestError
+from sysadmd.protocol.envelope import RequestError
 
 RUN_OPTIONS = ("action", "queue", "timeout")
 HISTORY_DEFAULT = 50

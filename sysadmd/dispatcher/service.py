@@ -7,8 +7,8 @@ from twisted.application.service import Service
 
 from sysadmd.config import ConfigError
 from sysadmd.dispatcher.core import Dispatcher, Settings
-from sysadmd.dispatcher.runner import build_environment
 from sysadmd.dispatcher.database import FILENAME, ThreadWorker, connect
+from sysadmd.dispatcher.runner import build_environment
 from sysadmd.dispatcher.store import Store
 
 

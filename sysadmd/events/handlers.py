@@ -2,7 +2,7 @@
 
 from twisted.logger import Logger
 
-from sysadmd.server.router import Reply
+from sysadmd.protocol.reply import Reply
 
 log = Logger()
 

@@ -1,14 +1,14 @@
 """Fan events out to subscribers: each event is serialized and framed once.
 
 A subscriber is a *sink* providing ``send_event(event)``; the WebSocket connection's
-:class:`sysadmd.server.outbound.Outbound` is one. The hub never blocks on a sink: a sink
+:class:`sysadmd.channel.outbound.Outbound` is one. The hub never blocks on a sink: a sink
 that cannot keep up queues, drops or disconnects on its own (see ``outbound``).
 """
 
 from twisted.logger import Logger
 
-from sysadmd.server import envelope
-from sysadmd.server.envelope import RequestError
+from sysadmd.protocol import envelope
+from sysadmd.protocol.envelope import RequestError
 
 
 class SourceChannel:

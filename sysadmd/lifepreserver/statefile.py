@@ -1,9 +1,10 @@
 """Small JSON state files under ``state_dir``, replaced atomically."""
 
 import json
-import os
 
 from twisted.logger import Logger
+
+from sysadmd.util.files import atomic_write
 
 log = Logger()
 
@@ -22,9 +23,6 @@ def load(path):
 
 
 def save(path, data):
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash
-    leaves either the old or the new state. Raises OSError."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    """Replace ``path`` with ``data`` as JSON (:func:`sysadmd.util.files.atomic_write`),
+    so a crash leaves either the old or the new state. Raises OSError."""
+    atomic_write(path, json.dumps(data, separators=(",", ":")), mode=0o640)

@@ -72,7 +72,7 @@ def _split(description):
 def is_loopback_endpoint(description):
     """Whether ``description`` is a TCP (or TLS) endpoint bound to a loopback interface
     only; anything else, including no interface (all addresses), is not."""
-    from sysadmd.auth.bans import is_loopback
+    from sysadmd.util.net import is_loopback
 
     fields = _split(description)
     if fields[0] not in ("tcp", "tcp6", "ssl"):

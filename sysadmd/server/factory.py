@@ -3,12 +3,15 @@
 from collections import Counter
 
 from autobahn.twisted.websocket import WebSocketServerFactory
-from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
 from twisted.internet import defer
 from twisted.logger import Logger
 
 import sysadmd
-from sysadmd.server.framing import prepare_text
+from sysadmd.protocol.framing import prepare_text
 from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0

@@ -1,8 +1,8 @@
 """The WebSocket side of a client connection.
 
-Each connection owns a :class:`sysadmd.server.session.Session` and an
-:class:`sysadmd.server.outbound.Outbound`. Frames carry the envelope described in
-``sysadmd.server.envelope``. Limits enforced here:
+Each connection owns a :class:`sysadmd.channel.session.Session` and an
+:class:`sysadmd.channel.outbound.Outbound`. Frames carry the envelope described in
+``sysadmd.protocol.envelope``. Limits enforced here:
 
 - before authentication a frame may be at most ``preauth_max_message_bytes`` and the
   connection is closed (1008) after ``auth_timeout``; afterwards ``max_message_bytes``
@@ -28,10 +28,10 @@ from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
-from sysadmd.server import envelope
-from sysadmd.server.framing import prepare_message
-from sysadmd.server.outbound import Outbound
-from sysadmd.server.session import Session
+from sysadmd.channel.outbound import Outbound
+from sysadmd.channel.session import Session
+from sysadmd.protocol import envelope
+from sysadmd.protocol.framing import prepare_message
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001

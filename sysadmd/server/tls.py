@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.logger import Logger
 
-from sysadmd.auth.filestore import atomic_write, make_private_dirs
+from sysadmd.util.files import atomic_write, make_private_dirs
 
 log = Logger()
 

@@ -20,7 +20,7 @@ from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.web import resource
 
-from sysadmd.auth.bans import is_loopback
+from sysadmd.util.net import is_loopback
 
 
 class SysadmdCollector:

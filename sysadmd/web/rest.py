@@ -15,8 +15,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import pages, resource, server
 
-from sysadmd.server import envelope
-from sysadmd.server.session import Session
+from sysadmd.channel.session import Session
+from sysadmd.protocol import envelope
 
 
 class _NoOutbound:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 
 from sysadmd.dispatcher.api import DispatcherCall
-from sysadmd.server.envelope import REASONS, loads
+from sysadmd.protocol.envelope import REASONS, loads
 from tests.unit.dispatcher_fakes import make_dispatcher
 from tests.unit.test_protocol import Daemon
 from tests.unit.wsfake import parse_frames

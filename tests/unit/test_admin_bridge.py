@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from sysadmd.admin import cli
 from sysadmd.auth.keys_file import fingerprint, parse_openssh_line
 from sysadmd.bridge.keys import load_private_key
-from sysadmd.config import load_config
+from sysadmd.taps.sections import load_daemon_config
 
 SAMPLE = """\
 # Site configuration, kept by hand.
@@ -41,7 +41,7 @@ def admin(*argv):
 
 
 def bridges(path):
-    return {nick: b.url for nick, b in load_config(str(path))["bridge"]["connections"].items()}
+    return {nick: b.url for nick, b in load_daemon_config(str(path))["bridge"]["connections"].items()}
 
 
 def test_add_list_remove_edit_the_file_in_place(config_path, capsys):

@@ -11,11 +11,13 @@ from sysadmd.bridge.keys import BridgeKeyError, load_private_key
 from sysadmd.bridge.links import prepare_links
 from sysadmd.bridge.urls import parse_connections
 from sysadmd.config import ConfigErrors, load_config
+from sysadmd.taps.sections import load_daemon_config
 
 
-def errors_of(text, **kwargs):
+def errors_of(text, sections=None):
+    load = load_daemon_config if sections is None else lambda **kw: load_config(sections, **kw)
     with pytest.raises(ConfigErrors) as caught:
-        load_config(text=text, source="test.ini", **kwargs)
+        load(text=text, source="test.ini")
     return [str(e) for e in caught.value.errors]
 
 
@@ -58,13 +60,13 @@ def test_bridge_sections_are_its_own():
 def test_bridge_accepts_every_daemon_server_and_auth_key():
     """A daemon's [server] and [auth] keys are all valid in the bridge's file; the ones it
     does not use say so in their documentation."""
-    from sysadmd.config import schema as daemon_schema
+    from sysadmd.taps import sections as daemon_schema
 
     for section in ("server", "auth"):
         assert set(bridge_schema.SECTIONS[section]) == set(daemon_schema.SECTIONS[section])
     assert "Unused by the bridge" in bridge_schema.AUTH["backends"].doc
     assert "Unused by the bridge" not in bridge_schema.AUTH["keys_file"].doc
-    config = load_config(text="[auth]\nbackends = users\npam_service = other\n", sections=bridge_schema.SECTIONS)
+    config = load_config(bridge_schema.SECTIONS, text="[auth]\nbackends = users\npam_service = other\n")
     assert config["server"]["listen"] == ["tcp:12149:interface=127.0.0.1"]
 
 
@@ -114,9 +116,9 @@ def test_prepare_links_generates_the_key_only_when_a_bridge_is_configured(tmp_pa
     """No bridge, no key; with a bridge the default key is generated in the state dir."""
     state = tmp_path / "state"
     errors = []
-    plan = prepare_links(load_config(text=f"[server]\nstate_dir = {state}\n"), errors)
+    plan = prepare_links(load_daemon_config(text=f"[server]\nstate_dir = {state}\n"), errors)
     assert plan.bridges == [] and plan.key is None and not (state / "bridge_key").exists()
-    config = load_config(text=f"[server]\nstate_dir = {state}\n[bridge]\nconnections = a=ws://127.0.0.1:1\n")
+    config = load_daemon_config(text=f"[server]\nstate_dir = {state}\n[bridge]\nconnections = a=ws://127.0.0.1:1\n")
     plan = prepare_links(config, errors)
     assert errors == [] and plan.key is not None and (state / "bridge_key").exists()
     assert plan.fingerprint.startswith("SHA256:")
@@ -125,14 +127,14 @@ def test_prepare_links_generates_the_key_only_when_a_bridge_is_configured(tmp_pa
 def test_prepare_links_reports_a_bad_key_and_ca_file(tmp_path):
     """Problems with [bridge] key and ca_file are configuration errors naming them."""
     (tmp_path / "bad").write_text("nope")
-    config = load_config(
+    config = load_daemon_config(
         text="[bridge]\nconnections = a=wss://x\nkey = bad\n", source="t.ini"
     )
     config.base_dir = str(tmp_path)
     errors = []
     prepare_links(config, errors)
     assert [str(e).split(":")[0:2] for e in errors] == [["t.ini", " [bridge] key"]]
-    config = load_config(
+    config = load_daemon_config(
         text=f"[server]\nstate_dir = {tmp_path}\n[bridge]\nconnections = a=wss://x\nca_file = {tmp_path}/none.pem\n",
         source="t.ini",
     )

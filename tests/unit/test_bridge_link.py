@@ -26,9 +26,9 @@ from sysadmd.bridge.link import (
 from sysadmd.bridge.urls import parse_url
 from sysadmd.events.hub import EventHub
 from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.server.framing import prepare_text
-from sysadmd.server.router import Router
-from sysadmd.server.settings import ConnectionSettings
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
 from tests.unit.wsfake import Transport
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -14,9 +14,9 @@ from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.events import handlers as event_handlers
 from sysadmd.events.hub import EventHub
 from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.server.framing import prepare_text
-from sysadmd.server.router import Router
-from sysadmd.server.settings import ConnectionSettings
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
 from tests.unit.test_protocol import FakeBackend
 
 

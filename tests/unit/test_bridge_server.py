@@ -20,8 +20,8 @@ from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.auth import KeyHolders
 from sysadmd.bridge.server import BridgeServerFactory, register_calls
 from sysadmd.interfaces import IPasswordBackend
-from sysadmd.server.router import Router
-from sysadmd.server.settings import ConnectionSettings
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
 from tests.unit.wsfake import Peer
 
 

@@ -4,8 +4,12 @@ import os
 
 import pytest
 
-from sysadmd.config import ConfigError, ConfigErrors, find_default_config, load_config, schema
+from sysadmd.auth.options import _backends
+from sysadmd.config import ConfigError, ConfigErrors, find_default_config
+from sysadmd.server.options import _endpoints
+from sysadmd.taps import sections as schema
 from sysadmd.config.options import Option, boolean, choice, integer, number, string, words
+from sysadmd.taps.sections import load_daemon_config
 
 TICKER_OPTIONS = {
     "interval": Option("0.2", number(0.001), "Seconds between ticks."),
@@ -15,7 +19,7 @@ TICKER_OPTIONS = {
 
 def _errors(**kwargs):
     with pytest.raises(ConfigErrors) as info:
-        load_config(**kwargs)
+        load_daemon_config(**kwargs)
     return info.value.errors
 
 
@@ -34,7 +38,7 @@ ALL_KEYS = [(section, key) for section, options in schema.SECTIONS.items() for k
 @pytest.mark.parametrize("section, key", ALL_KEYS, ids=[f"{s}.{k}" for s, k in ALL_KEYS])
 def test_every_schema_default_is_what_an_empty_file_gives(section, key):
     """With no file content each key holds its documented default, parsed."""
-    config = load_config(text="")
+    config = load_daemon_config(text="")
     assert config[section][key] == schema.SECTIONS[section][key].default_value()
 
 
@@ -48,7 +52,7 @@ def test_every_schema_default_parses_and_has_a_doc(section, key):
 
 def test_empty_config_has_every_section_and_no_extra_keys():
     """Every known section is present with exactly its schema's keys."""
-    config = load_config(text="")
+    config = load_daemon_config(text="")
     for section, options in schema.SECTIONS.items():
         assert section in config
         assert set(config[section]) == set(options)
@@ -56,15 +60,15 @@ def test_empty_config_has_every_section_and_no_extra_keys():
 
 
 def test_no_path_no_text_gives_defaults():
-    """load_config() alone is the built-in configuration."""
-    config = load_config()
+    """load_daemon_config() alone is the built-in configuration."""
+    config = load_daemon_config()
     assert config.source == "<defaults>"
     assert config["server"]["listen"] == ["tcp:12150:interface=127.0.0.1"]
 
 
 def test_values_from_text_are_parsed_and_keys_are_case_insensitive():
     """File values replace defaults, typed; ini keys are case-insensitive."""
-    config = load_config(
+    config = load_daemon_config(
         text="[server]\nIdle_Timeout = 5.5\nlisten = tcp:1\n  tcp:2\n"
         "[auth]\nban_loopback = YES\nmax_failures = 7\n[events]\nslow_subscriber = disconnect\n"
     )
@@ -92,8 +96,8 @@ def test_values_from_text_are_parsed_and_keys_are_case_insensitive():
         (words, "  a  b\nc ", ["a", "b", "c"]),
         (words, "", []),
         (string, "  x y  ", "x y"),
-        (schema._backends, "users pam", ["users", "pam"]),
-        (schema._endpoints, "tcp:1 unix:/x", ["tcp:1", "unix:/x"]),
+        (_backends, "users pam", ["users", "pam"]),
+        (_endpoints, "tcp:1 unix:/x", ["tcp:1", "unix:/x"]),
     ],
 )
 def test_parsers_accept_valid_text(parse, text, value):
@@ -115,9 +119,9 @@ def test_parsers_accept_valid_text(parse, text, value):
         (number(1), "0.5", "0.5 is below the minimum of 1"),
         (boolean, "maybe", "'maybe' is not yes or no"),
         (choice("drop", "disconnect"), "close", "'close' is not one of: drop, disconnect"),
-        (schema._backends, "", "at least one backend is needed (pam, users)"),
-        (schema._backends, "pam ldap", "unknown backend 'ldap' (known: pam, users)"),
-        (schema._endpoints, "  ", "at least one endpoint is needed"),
+        (_backends, "", "at least one backend is needed (pam, users)"),
+        (_backends, "pam ldap", "unknown backend 'ldap' (known: pam, users)"),
+        (_endpoints, "  ", "at least one endpoint is needed"),
     ],
 )
 def test_parser_errors_are_short_sentences(parse, text, message):
@@ -160,13 +164,13 @@ def test_unknown_section_error_names_it():
 
 def test_source_section_for_installed_source_is_validated_and_parsed():
     """``[source:NAME]`` keys are checked against that source's own options."""
-    config = load_config(text="[source:ticker]\nburst = 3\n", source_options={"ticker": TICKER_OPTIONS})
+    config = load_daemon_config(text="[source:ticker]\nburst = 3\n", source_options={"ticker": TICKER_OPTIONS})
     assert config.source_section("ticker") == {"interval": 0.2, "burst": 3}
 
 
 def test_source_section_defaults_when_absent():
     """An installed source without a section gets its defaults."""
-    config = load_config(text="", source_options={"ticker": TICKER_OPTIONS})
+    config = load_daemon_config(text="", source_options={"ticker": TICKER_OPTIONS})
     assert config.source_section("ticker") == {"interval": 0.2, "burst": 1}
     assert config.source_section("not-installed") == {}
 
@@ -192,13 +196,13 @@ def test_source_section_for_uninstalled_source_is_an_error():
 
 def test_override_sets_a_value():
     """``--set server.idle_timeout=5`` wins over the file."""
-    config = load_config(text="[server]\nidle_timeout = 9\n", overrides=["server.idle_timeout=5"])
+    config = load_daemon_config(text="[server]\nidle_timeout = 9\n", overrides=["server.idle_timeout=5"])
     assert config["server"]["idle_timeout"] == 5.0
 
 
 def test_override_value_may_contain_equals_dots_and_spaces():
     """Only the first '=' splits; the value keeps the rest."""
-    config = load_config(
+    config = load_daemon_config(
         overrides=["server.listen=tcp:1:interface=127.0.0.1 tcp:2", "server.state_dir=/tmp/a.b"]
     )
     assert config["server"]["listen"] == ["tcp:1:interface=127.0.0.1", "tcp:2"]
@@ -207,7 +211,7 @@ def test_override_value_may_contain_equals_dots_and_spaces():
 
 def test_override_of_source_section_and_key_case():
     """Source sections can be overridden; keys are case-insensitive like in files."""
-    config = load_config(overrides=["source:ticker.BURST=4"], source_options={"ticker": TICKER_OPTIONS})
+    config = load_daemon_config(overrides=["source:ticker.BURST=4"], source_options={"ticker": TICKER_OPTIONS})
     assert config.source_section("ticker")["burst"] == 4
 
 
@@ -324,7 +328,7 @@ def test_paths_are_relative_to_the_file_directory(tmp_path):
     conf_dir.mkdir()
     path = conf_dir / "sysadmd.ini"
     path.write_text("[server]\nstate_dir = state\n[auth]\nusers_file = ../users.txt\nkeys_file = /abs/keys\n")
-    config = load_config(path=str(path))
+    config = load_daemon_config(path=str(path))
     assert config.state_dir == str(conf_dir / "state")
     assert config.path("auth", "users_file") == str(tmp_path / "users.txt")
     assert config.path("auth", "keys_file", "keys") == "/abs/keys"
@@ -334,7 +338,7 @@ def test_empty_path_means_state_dir_default(tmp_path):
     """An empty path key is ``<state_dir>/<default_name>``, or None without a default."""
     path = tmp_path / "sysadmd.ini"
     path.write_text(f"[server]\nstate_dir = {tmp_path / 'db'}\n")
-    config = load_config(path=str(path))
+    config = load_daemon_config(path=str(path))
     assert config.path("auth", "users_file", "users") == str(tmp_path / "db" / "users")
     assert config.path("auth", "users_file") is None
 
@@ -342,7 +346,7 @@ def test_empty_path_means_state_dir_default(tmp_path):
 def test_paths_from_text_are_relative_to_cwd(tmp_path, monkeypatch):
     """Without a file, relative paths resolve against the working directory."""
     monkeypatch.chdir(tmp_path)
-    config = load_config(text="[server]\nstate_dir = ./db/../state\n[auth]\nkeys_file = k\n")
+    config = load_daemon_config(text="[server]\nstate_dir = ./db/../state\n[auth]\nkeys_file = k\n")
     assert config.state_dir == str(tmp_path / "state")
     assert config.path("auth", "keys_file") == str(tmp_path / "k")
 
@@ -350,14 +354,14 @@ def test_paths_from_text_are_relative_to_cwd(tmp_path, monkeypatch):
 def test_paths_expand_home(tmp_path, monkeypatch):
     """``~`` means the home directory."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    config = load_config(text="[server]\nstate_dir = ~/db\n[auth]\nusers_file = ~/u\n")
+    config = load_daemon_config(text="[server]\nstate_dir = ~/db\n[auth]\nusers_file = ~/u\n")
     assert config.state_dir == str(tmp_path / "db")
     assert config.path("auth", "users_file") == str(tmp_path / "u")
 
 
 def test_default_state_dir_is_absolute():
     """The built-in state_dir needs no base directory."""
-    assert load_config().state_dir == os.path.normpath(schema.SERVER["state_dir"].default)
+    assert load_daemon_config().state_dir == os.path.normpath(schema.SERVER["state_dir"].default)
 
 
 # find_default_config

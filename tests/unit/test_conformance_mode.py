@@ -7,9 +7,9 @@ import zlib
 
 import pytest
 
-from sysadmd import tap
-from sysadmd.config import load_config
+from sysadmd.taps import daemon as tap
 from sysadmd.server.endpoints import is_loopback_endpoint
+from sysadmd.taps.sections import load_daemon_config
 from tests.unit.test_protocol import Daemon
 from tests.unit.wsfake import Peer, client_frame
 
@@ -100,7 +100,7 @@ def test_loopback_endpoints(description, loopback):
 
 def test_echo_mode_is_refused_off_loopback():
     """A configuration error naming the key when any endpoint is not loopback."""
-    config = load_config(
+    config = load_daemon_config(
         text="[server]\nconformance_echo = yes\nlisten = tcp:0:interface=127.0.0.1 tcp:12150\n"
     )
     errors = []
@@ -108,12 +108,12 @@ def test_echo_mode_is_refused_off_loopback():
     [error] = errors
     assert "[server] conformance_echo" in str(error) and "tcp:12150" in str(error)
     errors = []
-    tap._check_conformance(load_config(text="[server]\nconformance_echo = yes\nlisten = tcp:0:interface=127.0.0.1\n"), errors)
+    tap._check_conformance(load_daemon_config(text="[server]\nconformance_echo = yes\nlisten = tcp:0:interface=127.0.0.1\n"), errors)
     assert errors == []
 
 
 def test_the_modes_are_off_by_default():
-    server = load_config(text="")["server"]
+    server = load_daemon_config(text="")["server"]
     assert server["conformance_echo"] is False and server["compression"] is False
 
 

@@ -12,10 +12,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sysadmd import tap
-from sysadmd.config import load_config
+from sysadmd.taps import daemon as tap
 from sysadmd.web.dashboard import HERE, Dashboard
 from sysadmd.web.site import Health, build_site
+from sysadmd.taps.sections import load_daemon_config
 
 
 @implementer(ISSLTransport)
@@ -210,13 +210,13 @@ def test_rest_and_health_still_answer_beside_the_dashboard(site):
 
 
 def front_door_site(text):
-    config = load_config(text=text)
+    config = load_daemon_config(text=text)
     factory = SimpleNamespace(router=None, hub=None, tokens=None, open_connections=0)
     return tap.front_door(task.Clock(), config, factory, None).web
 
 
 def test_the_daemon_serves_the_dashboard_by_default():
-    assert load_config(text="")["server"]["dashboard"] is True
+    assert load_daemon_config(text="")["server"]["dashboard"] is True
     response = request(front_door_site(""), "/")
     assert response.code == 200 and b"/static/app.js" in response.body
 

@@ -5,7 +5,7 @@ from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 from zope.interface.verify import verifyObject
 
-from sysadmd.config import ConfigErrors, load_config
+from sysadmd.config import ConfigErrors
 from sysadmd.dispatcher.api import DispatcherCall
 from sysadmd.dispatcher.core import Dispatcher
 from sysadmd.dispatcher.job import CommandLog
@@ -18,7 +18,8 @@ from sysadmd.events.context import SourceContext
 from sysadmd.events.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.dispatcher_source import DispatcherSource, dispatcher_source
-from sysadmd.server.envelope import RequestError
+from sysadmd.protocol.envelope import RequestError
+from sysadmd.taps.sections import load_daemon_config
 from tests.unit.dispatcher_fakes import Caller, FakeProcessReactor, make_dispatcher, result_of
 
 
@@ -168,7 +169,7 @@ def test_event_source_needs_the_dispatcher(tmp_path):
 
 def test_dispatcher_defaults():
     """The documented defaults of [dispatcher]."""
-    section = load_config(text="")["dispatcher"]
+    section = load_daemon_config(text="")["dispatcher"]
     assert section == {
         "queues": {"no_queue": 0, "pkg_queue": 1, "iocage_queue": 1},
         "default_timeout": 0.0,
@@ -202,7 +203,7 @@ def test_bad_queue_specs(spec, problem):
 def test_config_errors_are_reported_together():
     """A bad queue spec is reported with the file, section and key, beside other errors."""
     with pytest.raises(ConfigErrors) as info:
-        load_config(text="[dispatcher]\nqueues = pkg\nkill_grace = soon\n", source="x.ini")
+        load_daemon_config(text="[dispatcher]\nqueues = pkg\nkill_grace = soon\n", source="x.ini")
     text = str(info.value)
     assert "x.ini: [dispatcher] queues:" in text
     assert "x.ini: [dispatcher] kill_grace:" in text
@@ -210,7 +211,7 @@ def test_config_errors_are_reported_together():
 
 def test_build_dispatcher_checks_cwd_and_database(tmp_path):
     """A missing cwd and an unusable database become configuration errors."""
-    config = load_config(
+    config = load_daemon_config(
         text=f"[server]\nstate_dir = {tmp_path}\n[dispatcher]\ncwd = {tmp_path}/missing\n", source="x.ini"
     )
     errors = []
@@ -229,7 +230,7 @@ def test_environment_is_minimal_plus_passthrough():
     assert build_environment([], environ) == {"PATH": DEFAULT_PATH, "LANG": "de_DE.UTF-8", "HOME": "/home/x"}
     env = build_environment(["HTTP_PROXY", "MISSING"], environ)
     assert env["HTTP_PROXY"] == "p" and "SECRET" not in env and "MISSING" not in env
-    config = load_config(text="[dispatcher]\nenv_passthrough = HTTP_PROXY\ncwd = /tmp\n")
+    config = load_daemon_config(text="[dispatcher]\nenv_passthrough = HTTP_PROXY\ncwd = /tmp\n")
     settings = settings_from_config(config, environ)
     assert settings.env["HTTP_PROXY"] == "p" and settings.cwd == "/tmp"
 

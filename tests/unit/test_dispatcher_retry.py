@@ -14,7 +14,7 @@ from sysadmd.dispatcher.job import DispatcherUnavailable, Job
 from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.database import SyncWorker, fire, run_batch
 from sysadmd.dispatcher.store import Store, Unwritable
-from sysadmd.server.envelope import RequestError
+from sysadmd.protocol.envelope import RequestError
 from tests.unit.dispatcher_fakes import ENV, Caller, FakeProcessReactor, result_of
 
 FULL = "database or disk is full"

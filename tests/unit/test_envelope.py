@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sysadmd.server import envelope
-from sysadmd.server.envelope import BadRequest, Request, decode_request
+from sysadmd.protocol import envelope
+from sysadmd.protocol.envelope import BadRequest, Request, decode_request
 
 
 def _frame(**fields):

@@ -5,8 +5,9 @@ import stat
 
 import pytest
 
-from sysadmd.auth import filestore
-from sysadmd.auth.filestore import CachedFile, atomic_write, make_private_dirs
+from sysadmd.util import files
+from sysadmd.auth.filestore import CachedFile
+from sysadmd.util.files import atomic_write, make_private_dirs
 
 
 def _mode(path):
@@ -34,7 +35,7 @@ def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(filestore.os, "fsync", broken_fsync)
+    monkeypatch.setattr(files.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         atomic_write(str(path), "new\n")
     assert path.read_text() == "old\n"

@@ -6,9 +6,9 @@ import pytest
 from twisted.logger import globalLogPublisher
 
 from sysadmd.events.hub import EventHub
-from sysadmd.server.envelope import RequestError
-from sysadmd.server.framing import prepare_text
-from sysadmd.server.outbound import DROP, Outbound
+from sysadmd.protocol.envelope import RequestError
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.outbound import DROP, Outbound
 
 
 class SpyPrepare:

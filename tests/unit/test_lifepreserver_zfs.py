@@ -8,12 +8,13 @@ from twisted.logger import capturedLogs
 from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
-from sysadmd.config import ConfigErrors, load_config
+from sysadmd.config import ConfigErrors
 from sysadmd.events.context import SourceContext
 from sysadmd.events.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.plugins.lifepreserver_source import life_preserver
+from sysadmd.taps.sections import load_daemon_config
 from tests.unit.clocked import ClockedReactor
 
 
@@ -172,7 +173,7 @@ def test_a_hung_zfs_is_killed_and_listing_goes_on(clocked, backends, fake):
 
 def make_source(clocked, tmp_path, **keys):
     text = "[source:life-preserver]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
-    config = load_config(text=text, source_options={"life-preserver": life_preserver.options})
+    config = load_daemon_config(text=text, source_options={"life-preserver": life_preserver.options})
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     context = SourceContext(clocked, config.source_section("life-preserver"), str(state))
@@ -192,17 +193,17 @@ def test_source_and_factory_provide_their_interfaces(clocked, tmp_path):
 
 
 def test_option_defaults_and_validation():
-    config = load_config(text="", source_options={"life-preserver": life_preserver.options})
+    config = load_daemon_config(text="", source_options={"life-preserver": life_preserver.options})
     assert config.source_section("life-preserver") == {
         "backend": "auto", "log_dir": "/var/log/lpreserver", "poll_interval": 1.0,
         "interval": 60.0, "zfs_command": "zfs", "command_timeout": 30.0,
     }
     with pytest.raises(ConfigErrors) as e:
-        load_config(text="[source:life-preserver]\nbackend = rsync\n",
+        load_daemon_config(text="[source:life-preserver]\nbackend = rsync\n",
                     source_options={"life-preserver": life_preserver.options})
     assert "backend" in str(e.value) and "rsync" in str(e.value)
     with pytest.raises(ConfigErrors) as e:
-        load_config(text="[source:life-preserver]\nlog_dir = var/log\n",
+        load_daemon_config(text="[source:life-preserver]\nlog_dir = var/log\n",
                     source_options={"life-preserver": life_preserver.options})
     assert "log_dir" in str(e.value) and "not an absolute path" in str(e.value)
 

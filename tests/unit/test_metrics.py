@@ -13,11 +13,12 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from sysadmd import tap
-from sysadmd.config import ConfigErrors, load_config
+from sysadmd.taps import daemon as tap
+from sysadmd.config import ConfigErrors
 from sysadmd.dispatcher.queue import JobQueue
 from sysadmd.web.metrics import Metrics, SysadmdCollector, registry_for
 from sysadmd.web.site import Health, build_site
+from sysadmd.taps.sections import load_daemon_config
 from tests.unit.test_protocol import Daemon
 
 
@@ -125,7 +126,7 @@ def test_other_addresses_get_403_unless_listed():
 
 
 def daemon_site(text):
-    config = load_config(text=text)
+    config = load_daemon_config(text=text)
     factory = SimpleNamespace(router=None, hub=None, tokens=None, bans=None, open_connections=3)
     return tap.front_door(task.Clock(), config, factory, SimpleNamespace(failures=1)).web
 
@@ -147,5 +148,5 @@ def test_metrics_allow_is_read_from_the_config():
 @pytest.mark.parametrize("value", ["nope", "10.0.0.0/33", "192.0.2.1 ::g"])
 def test_a_bad_metrics_allow_names_the_key(value):
     with pytest.raises(ConfigErrors) as raised:
-        load_config(text=f"[server]\nmetrics_allow = {value}\n")
+        load_daemon_config(text=f"[server]\nmetrics_allow = {value}\n")
     assert "[server] metrics_allow" in str(raised.value.errors[0])

@@ -7,9 +7,9 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.hub import Event, SourceChannel
-from sysadmd.server import envelope
-from sysadmd.server.framing import prepare_text
-from sysadmd.server.outbound import DISCONNECT, DROP, Outbound, queued_size
+from sysadmd.protocol import envelope
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.outbound import DISCONNECT, DROP, Outbound, queued_size
 
 
 class Harness:

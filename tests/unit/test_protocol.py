@@ -13,9 +13,9 @@ from sysadmd.events.hub import EventHub
 from sysadmd.interfaces import IPasswordBackend
 from sysadmd.rpc import handlers as rpc_handlers
 from sysadmd.server.factory import SysadmServerFactory
-from sysadmd.server.framing import prepare_text
-from sysadmd.server.router import Router
-from sysadmd.server.settings import ConnectionSettings
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
 from tests.unit.wsfake import Peer
 
 

@@ -3,7 +3,8 @@
 import os
 
 from sysadmd.config import load_config
-from sysadmd.config.reference import readme_region, render_bridge_ini, render_ini, render_rst
+from sysadmd.taps.reference import readme_region, render_bridge_ini, render_ini, render_rst
+from sysadmd.taps.sections import load_daemon_config
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -29,8 +30,8 @@ def test_sample_ini_loads_as_the_defaults():
 
     factories = discover_sources()
     options = {name: f.options for name, f in factories.items()}
-    sample = load_config(os.path.join(ROOT, "etc/sysadmd.ini"), source_options=options)
-    defaults = load_config(text="", source_options=options)
+    sample = load_daemon_config(os.path.join(ROOT, "etc/sysadmd.ini"), source_options=options)
+    defaults = load_daemon_config(text="", source_options=options)
     for section in ("server", "auth", "events", "dispatcher"):
         assert sample[section] == defaults[section]
 
@@ -46,8 +47,8 @@ def test_bridge_sample_ini_loads_as_the_defaults():
     defaults."""
     from sysadmd.bridge import schema as bridge_schema
 
-    sample = load_config(os.path.join(ROOT, "etc/sysadm-bridge.ini"), sections=bridge_schema.SECTIONS)
-    defaults = load_config(text="", sections=bridge_schema.SECTIONS)
+    sample = load_config(bridge_schema.SECTIONS, os.path.join(ROOT, "etc/sysadm-bridge.ini"))
+    defaults = load_config(bridge_schema.SECTIONS, text="")
     for section in bridge_schema.SECTIONS:
         assert sample[section] == defaults[section]
     assert defaults["server"]["listen"] == ["tcp:12149:interface=127.0.0.1"]

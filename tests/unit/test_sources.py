@@ -5,12 +5,12 @@ from twisted.internet import defer, task
 from twisted.logger import globalLogPublisher
 from zope.interface import implementer
 
-from sysadmd.config import load_config
 from sysadmd.config.options import Option, integer
 from sysadmd.events.hub import EventHub
 from sysadmd.events.sources import RETRY_CAP, STOP_TIMEOUT, SourcesService
 from sysadmd.interfaces import IEventSource
-from sysadmd.server.framing import prepare_text
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.taps.sections import load_daemon_config
 
 
 @implementer(IEventSource)
@@ -94,7 +94,7 @@ def log_events():
 
 def _service(clock, hub, factories, sources="all", source_options=None):
     options = source_options if source_options is not None else {name: {} for name in factories}
-    config = load_config(text=f"[events]\nsources = {sources}\n", source_options=options)
+    config = load_daemon_config(text=f"[events]\nsources = {sources}\n", source_options=options)
     return SourcesService(clock, hub, factories, config)
 
 
@@ -134,7 +134,7 @@ def test_build_returning_a_non_source_disables_it_with_a_logged_error(clock, hub
 def test_build_gets_context_with_reactor_and_parsed_section(clock, hub):
     """The factory is given the injected reactor and its own parsed [source:NAME] keys."""
     factory = FakeFactory("one", FakeSource("one", clock))
-    config = load_config(
+    config = load_daemon_config(
         text="[source:one]\nsize = 5\n",
         source_options={"one": {"size": Option("1", integer(0), "doc")}},
     )

@@ -12,13 +12,13 @@ from twisted.logger import capturedLogs
 from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
-from sysadmd.config import load_config
 from sysadmd.events.context import SourceContext
 from sysadmd.events.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.systemstate_source import system_state
 from sysadmd.systemstate.rules import Thresholds
 from sysadmd.systemstate.source import SystemStateSource
+from sysadmd.taps.sections import load_daemon_config
 from tests.unit.clocked import ClockedReactor
 
 OLDER = """\
@@ -307,7 +307,7 @@ def test_stop_kills_a_running_command_and_waits_for_it(clocked, make_source, fak
 def test_source_and_factory_provide_their_interfaces(clocked):
     assert verifyObject(IEventSourceFactory, system_state)
     assert verifyObject(IPlugin, system_state)
-    config = load_config(text="", source_options={"system-state": system_state.options})
+    config = load_daemon_config(text="", source_options={"system-state": system_state.options})
     context = SourceContext(clocked, config.source_section("system-state"), "/nonexistent")
     source = system_state.build(context)
     assert verifyObject(IEventSource, source)
@@ -319,7 +319,7 @@ def test_source_and_factory_provide_their_interfaces(clocked):
 
 
 def test_option_defaults_and_validation():
-    config = load_config(text="", source_options={"system-state": system_state.options})
+    config = load_daemon_config(text="", source_options={"system-state": system_state.options})
     section = config.source_section("system-state")
     assert section == {
         "interval": 60.0, "heartbeat": 900.0, "capacity_warning": 80.0,
@@ -329,7 +329,7 @@ def test_option_defaults_and_validation():
     from sysadmd.config import ConfigErrors
 
     with pytest.raises(ConfigErrors) as e:
-        load_config(
+        load_daemon_config(
             text="[source:system-state]\ncapacity_warning = 120\nzpool_command =\n",
             source_options={"system-state": system_state.options},
         )

@@ -4,14 +4,14 @@ from twisted.application.service import ServiceMaker
 
 sysadmd = ServiceMaker(
     "sysadmd",
-    "sysadmd.tap",
+    "sysadmd.taps.daemon",
     "SysAdm event service: WebSocket events, dispatcher and system state",
     "sysadmd",
 )
 
 sysadm_bridge = ServiceMaker(
     "sysadm-bridge",
-    "sysadmd.bridge.tap",
+    "sysadmd.taps.bridge",
     "SysAdm bridge: relays clients to sysadmd servers that both connect out to it",
     "sysadm-bridge",
 )

@@ -1,11 +1,11 @@
 """Generate the configuration reference from the schema, so the sample ini file and the
 README never drift from the code.
 
-    python -m sysadmd.config.reference ini   > etc/sysadmd.ini
-    python -m sysadmd.config.reference rst   # the README's "Configuration reference"
-    python -m sysadmd.config.reference readme README.rst   # rewrite it in place
-    python -m sysadmd.config.reference bridge-ini > etc/sysadm-bridge.ini
-    python -m sysadmd.config.reference bridge-rst  # the bridge's keys, for the README
+    python -m sysadmd.taps.reference ini   > etc/sysadmd.ini
+    python -m sysadmd.taps.reference rst   # the README's "Configuration reference"
+    python -m sysadmd.taps.reference readme README.rst   # rewrite it in place
+    python -m sysadmd.taps.reference bridge-ini > etc/sysadm-bridge.ini
+    python -m sysadmd.taps.reference bridge-rst  # the bridge's keys, for the README
 
 A unit test checks that the committed copies match this output.
 """
@@ -13,7 +13,10 @@ A unit test checks that the committed copies match this output.
 import sys
 import textwrap
 
-from sysadmd.config import schema
+from sysadmd.bridge import schema as bridge_schema
+from sysadmd.config.loader import SOURCE_PREFIX
+from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.sections import SECTIONS
 
 INI_HEADER = """\
 # sysadmd configuration: every key, commented out, with its default.
@@ -35,17 +38,13 @@ BRIDGE_INI_HEADER = """\
 
 
 def _bridge_sections():
-    from sysadmd.bridge import schema as bridge_schema
-
     return list(bridge_schema.SECTIONS.items())
 
 
 def _sections():
-    from sysadmd.events.discovery import discover_sources
-
-    sections = list(schema.SECTIONS.items())
+    sections = list(SECTIONS.items())
     for name, factory in sorted(discover_sources().items()):
-        sections.append((schema.SOURCE_PREFIX + name, factory.options))
+        sections.append((SOURCE_PREFIX + name, factory.options))
     return sections
 
 
@@ -117,7 +116,7 @@ def main(argv=None):
     }
     if len(argv) != 1 or argv[0] not in kinds:
         sys.stderr.write(
-            "usage: python -m sysadmd.config.reference ini|rst|bridge-ini|bridge-rst|readme PATH\n"
+            "usage: python -m sysadmd.taps.reference ini|rst|bridge-ini|bridge-rst|readme PATH\n"
         )
         return 2
     sys.stdout.write(kinds[argv[0]]())

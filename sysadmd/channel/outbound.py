@@ -12,7 +12,7 @@ from collections import deque
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from sysadmd.server import envelope
+from sysadmd.protocol import envelope
 
 QUEUED_OVERHEAD = 256
 DROP = "drop"

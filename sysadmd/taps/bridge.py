@@ -6,22 +6,22 @@ The bridge shares the daemon's configuration rules, error reporting, WebSocket s
 limits and ``rpc/auth_ssl``; see ``sysadmd.bridge.wire`` for what it adds.
 """
 
-from sysadmd import tap as daemon_tap
 from sysadmd.bridge import schema
 from sysadmd.bridge.auth import build_bridge_auth
 from sysadmd.bridge.server import BridgeServerFactory, register_calls
+from sysadmd.channel.outbound import DISCONNECT
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
 from sysadmd.config import ConfigErrors, find_default_config, load_config
 from sysadmd.server.endpoints import prepare_endpoints
 from sysadmd.server.listening import ListenService
-from sysadmd.server.outbound import DISCONNECT
-from sysadmd.server.router import Router
 from sysadmd.server.service import ConnectionsService
-from sysadmd.server.settings import ConnectionSettings
+from sysadmd.taps import app
 
 PROGRAM = "sysadm-bridge"
 
 
-class Options(daemon_tap.Options):
+class Options(app.Options):
     """Command-line options of ``twistd sysadm-bridge`` (the daemon's, other defaults)."""
 
     optParameters = [
@@ -41,7 +41,7 @@ def load(options):
     overrides = list(options["set"])
     if options["listen"]:
         overrides.append("server.listen=" + " ".join(options["listen"]))
-    return load_config(path, overrides=overrides, sections=schema.SECTIONS)
+    return load_config(schema.SECTIONS, path, overrides=overrides)
 
 
 def settings_from_config(config):
@@ -60,7 +60,7 @@ def build_service(options, reactor):
     """Wire the bridge's services; raises :class:`ConfigErrors` for every problem."""
     config = load(options)
     errors = []
-    daemon_tap._check_state_dir(config, errors)
+    app.check_state_dir(config, errors)
     if not errors:
         tokens, bans, authenticator = build_bridge_auth(reactor, config, errors)
         descriptions = prepare_endpoints(reactor, config, errors)
@@ -71,7 +71,7 @@ def build_service(options, reactor):
     factory = BridgeServerFactory(reactor, settings_from_config(config), router, tokens, bans)
     register_calls(router, authenticator, factory)
 
-    top = daemon_tap.DaemonService(reactor, config.source, program=PROGRAM)
+    top = app.DaemonService(reactor, config.source, program=PROGRAM)
     for child in (
         ConnectionsService(reactor, factory),
         ListenService(reactor, descriptions, factory, config.source, program=PROGRAM),
@@ -87,4 +87,4 @@ def makeService(options, reactor=None):
     try:
         return build_service(options, reactor)
     except ConfigErrors as e:
-        daemon_tap._exit_with(e.errors, PROGRAM)
+        app.exit_with(e.errors, PROGRAM)

@@ -6,7 +6,7 @@ client (through a bridge) can own one too.
 
 from twisted.logger import Logger
 
-from sysadmd.server import envelope
+from sysadmd.protocol import envelope
 
 
 class Session:

@@ -2,26 +2,15 @@
 
 A handler is ``handler(session, args)`` returning a result (any JSON value), a
 :class:`Reply`, or a Deferred of either, or raising
-:class:`sysadmd.server.envelope.RequestError`.
+:class:`sysadmd.protocol.envelope.RequestError`.
 """
-
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from sysadmd.auth import policy
-from sysadmd.server import envelope
-
-
-@dataclass
-class Reply:
-    """A handler result with something to do right after the reply is sent (for
-    example replaying cached events after a subscribe reply)."""
-
-    result: Any
-    after: Optional[Callable[[], None]] = None
+from sysadmd.protocol import envelope
+from sysadmd.protocol.reply import Reply
 
 
 class Router:

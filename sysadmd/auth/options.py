@@ -1,0 +1,37 @@
+"""The ``[auth]`` ini section: password backends, tokens, bans."""
+
+from sysadmd.config.options import Option, boolean, integer, number, string, words
+
+_AUTH_BACKENDS = ("pam", "users")
+
+
+def _backends(text):
+    names = words(text)
+    if not names:
+        raise ValueError("at least one backend is needed (pam, users)")
+    for name in names:
+        if name not in _AUTH_BACKENDS:
+            raise ValueError(f"unknown backend {name!r} (known: {', '.join(_AUTH_BACKENDS)})")
+    return names
+
+
+AUTH = {
+    "backends": Option("pam", _backends, "Password backends tried in order: pam, users."),
+    "pam_service": Option("login", string, "PAM service for the pam backend (never su)."),
+    "full_groups": Option("wheel", words, "Groups whose members get full access (root always does)."),
+    "limited_groups": Option("operator", words, "Groups whose members get limited (read-only) access."),
+    "users_file": Option("", string, "Users file for the users backend (default <state_dir>/users)."),
+    "keys_file": Option("", string, "Public keys for rpc/auth_ssl (default <state_dir>/keys)."),
+    "token_ttl": Option("900", number(1), "Seconds a token lives, extended on every request."),
+    "max_failures": Option("5", integer(1), "Failed logins from one address before a ban."),
+    "failure_window": Option("600", number(1), "Seconds over which failed logins are counted."),
+    "ban_seconds": Option("3600", number(1), "Length of a ban."),
+    "ban_loopback": Option("no", boolean, "Also ban loopback addresses (tests use it)."),
+    "auth_timeout": Option("30", number(0), "Seconds an unauthenticated connection may stay open."),
+    "preauth_max_message_bytes": Option(
+        "8192", integer(256), "Largest message accepted before authentication."
+    ),
+    "failure_delay": Option(
+        "1", number(0), "Failed logins are answered no sooner than this many seconds."
+    ),
+}

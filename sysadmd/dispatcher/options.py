@@ -1,0 +1,33 @@
+"""The ``[dispatcher]`` ini section: queues, timeouts, logs and history."""
+
+from sysadmd.config.options import Option, integer, number, string, words
+from sysadmd.dispatcher.queue import parse_queues
+
+DISPATCHER = {
+    "queues": Option(
+        "no_queue:0 pkg_queue:1 iocage_queue:1",
+        parse_queues,
+        "Job queues as NAME:MAX_RUNNING pairs (0 = unlimited), each first in, first out; "
+        "jobs that name no queue go to no_queue (else the first listed).",
+    ),
+    "default_timeout": Option(
+        "0", number(0), "Seconds a job may run before it is stopped (0 = no limit); a job's own timeout wins."
+    ),
+    "kill_grace": Option(
+        "5", number(0), "Seconds from SIGTERM to SIGKILL when a job is killed, times out or the daemon stops."
+    ),
+    "update_interval": Option(
+        "1", number(0), "Least seconds between two running events of one job caused by its output."
+    ),
+    "event_log_bytes": Option(
+        "65536", integer(0), "Bytes of each command's log in events: the tail, after a marker saying how much was left out."
+    ),
+    "store_log_bytes": Option(
+        "10485760", integer(1), "Bytes of each command's log kept in history and returned by the log action (the tail)."
+    ),
+    "history_days": Option("30", number(0), "Days finished jobs stay in history (0 = forever)."),
+    "env_passthrough": Option(
+        "", words, "Daemon environment variables passed to commands besides PATH, LANG and HOME."
+    ),
+    "cwd": Option("/", string, "Working directory of commands."),
+}

@@ -1,0 +1,1 @@
+"""The programs: ``twistd sysadmd`` and ``twistd sysadm-bridge`` wire their services here."""
