@@ -181,7 +181,7 @@ def _checked(function):
 
 
 def _key_path(path):
-    from sysadmd.events.discovery import discover_sources
+    from sysadmd.taps.discovery import discover_sources
 
     try:
         options = {name: f.options for name, f in discover_sources().items()}

@@ -14,7 +14,7 @@ from sysadmd.config import ConfigError, ConfigErrors, find_default_config
 from sysadmd.dispatcher import api as dispatcher_api
 from sysadmd.dispatcher.service import build_dispatcher
 from sysadmd.events import handlers as event_handlers
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.events.hub import EventHub
 from sysadmd.events.sources import SourcesService
 from sysadmd.protocol.framing import prepare_text

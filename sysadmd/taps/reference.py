@@ -15,7 +15,7 @@ import textwrap
 
 from sysadmd.bridge import schema as bridge_schema
 from sysadmd.config.loader import SOURCE_PREFIX
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import SECTIONS
 
 INI_HEADER = """\

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 import sysadmd
 import sysadmd.plugins
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSourceFactory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(sysadmd.__file__)))

@@ -15,7 +15,7 @@ from sysadmd.dispatcher.database import SyncWorker
 from sysadmd.dispatcher.store import Store
 from sysadmd.dispatcher.service import DispatcherService, build_dispatcher, settings_from_config
 from sysadmd.events.context import SourceContext
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.dispatcher_source import DispatcherSource, dispatcher_source
 from sysadmd.protocol.envelope import RequestError

@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from sysadmd.config import ConfigErrors
 from sysadmd.events.context import SourceContext
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.plugins.lifepreserver_source import life_preserver

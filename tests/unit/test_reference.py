@@ -26,7 +26,7 @@ def test_readme_reference_is_current():
 
 def test_sample_ini_loads_as_the_defaults():
     """The sample file is valid and, all commented out, gives the defaults."""
-    from sysadmd.events.discovery import discover_sources
+    from sysadmd.taps.discovery import discover_sources
 
     factories = discover_sources()
     options = {name: f.options for name, f in factories.items()}

@@ -13,7 +13,7 @@ from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.context import SourceContext
-from sysadmd.events.discovery import discover_sources
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.systemstate_source import system_state
 from sysadmd.systemstate.rules import Thresholds
