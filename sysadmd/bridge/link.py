@@ -9,6 +9,7 @@ hands relayed frames to :class:`sysadmd.bridge.relayed.RelayedClients` (see
 
 import base64
 import json
+import random
 import socket
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -39,23 +40,24 @@ def prepare_masked(payload):
 
 
 class Backoff:
-    """``ClientService``'s retry policy, also counting links that ended before signing in.
+    """``ClientService``'s retry policy (Twisted's ``backoffPolicy``), also counting links
+    that ended before signing in.
 
     ``ClientService`` counts only failed TCP connections; a bridge that accepts the TCP
     connection and then refuses the handshake or the key would otherwise be retried
-    every second (and ban us). The delay grows by 1.5 per failure up to ``maximum``
-    seconds, jitter included.
+    every second (and ban us). Its ``prepareConnection`` cannot count those: a connection
+    lost while it is pending is an input its state machine refuses. The delay grows by
+    1.5 per failure up to ``MAX_DELAY`` seconds, jitter included.
     """
 
-    def __init__(self, initial=1.0, maximum=MAX_DELAY, jitter=None):
-        kwargs = {} if jitter is None else {"jitter": jitter}
-        self._policy = backoffPolicy(initialDelay=initial, maxDelay=maximum, **kwargs)
-        self.maximum = maximum
+    def __init__(self, jitter=random.random):
+        self._policy = backoffPolicy(maxDelay=MAX_DELAY, jitter=jitter)
         self.unsigned = 0
 
     def __call__(self, attempt):
         """Seconds to wait before attempt number ``attempt`` (from 1)."""
-        return min(self._policy(attempt + self.unsigned), self.maximum)
+        # backoffPolicy adds its jitter after applying its own cap.
+        return min(self._policy(attempt + self.unsigned), MAX_DELAY)
 
     def link_ended(self, signed_in):
         """A connection ended; it had signed in or not."""
@@ -271,7 +273,7 @@ class BridgeLinkFactory(WebSocketClientFactory):
         self.keepalive = keepalive
         self.backoff = backoff
         self.current = None
-        settings = daemon.settings
+        settings = daemon.parts.settings
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,
             maxFramePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,

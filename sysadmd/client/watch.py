@@ -12,6 +12,7 @@ re-established. When the daemon nevertheless ends the session (an error frame wi
 ``"id": null``), the watcher signs in and subscribes again on the same connection.
 """
 
+from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
@@ -41,7 +42,11 @@ class Watcher:
         self._show = show
         self._out = out
         self._keepalive = keepalive
-        self._backoff_cap = backoff_cap
+        # Called with the failed reconnections so far: 1, 2, 4 ... backoff_cap seconds. No
+        # jitter, so the delays announced on stderr stay round.
+        self._retry_delay = backoffPolicy(
+            initialDelay=1.0, maxDelay=backoff_cap, factor=2.0, jitter=lambda: 0.0
+        )
         self._warned = set()
         self._stopping = False
         self._link = None
@@ -58,7 +63,8 @@ class Watcher:
             self._stop_keepalive()
             if self._stopping:
                 return 0
-            delay = 1.0
+            failures = 0
+            delay = self._retry_delay(failures)
             self._out.error(f"connection to {link.url} lost ({description}); reconnecting in {delay:g} s")
             while True:
                 yield task.deferLater(self._clock, delay, lambda: None)
@@ -69,7 +75,8 @@ class Watcher:
                 except AuthFailed:
                     raise
                 except ClientError as e:
-                    delay = min(delay * 2, self._backoff_cap)
+                    failures += 1
+                    delay = self._retry_delay(failures)
                     self._out.error(f"reconnecting failed: {e}; retrying in {delay:g} s")
                     continue
                 self._out.error(f"reconnected to {link.url}; subscribed to {', '.join(self.subscribed)}")

@@ -6,6 +6,7 @@ something that cannot be encoded has that event dropped and logged. Every failur
 logged with the source's name.
 """
 
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -17,6 +18,9 @@ from sysadmd.interfaces import IEventSource
 
 RETRY_CAP = 60.0
 STOP_TIMEOUT = 10.0
+# Seconds before the next start after the n-th failure in a row (n from 0): 1, 2, 4 ...
+# RETRY_CAP. No jitter: the sources are local, there is no crowd of peers to spread out.
+RETRY_DELAY = backoffPolicy(initialDelay=1.0, maxDelay=RETRY_CAP, factor=2.0, jitter=lambda: 0.0)
 
 
 class _Running:
@@ -123,7 +127,7 @@ class SourcesService(Service):
             running.starting = None
             if not self.running:
                 return
-            delay = min(RETRY_CAP, 2.0 ** (running.attempts - 1))
+            delay = RETRY_DELAY(running.attempts - 1)
             self.log.failure(
                 "event source {source} failed to start; retrying in {delay:.0f} s",
                 failure,
