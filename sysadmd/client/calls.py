@@ -15,6 +15,7 @@ Incoming frames are sorted like this:
   ``on_request(frame)``.
 """
 
+import functools
 import itertools
 import json
 
@@ -64,19 +65,18 @@ class RpcSession:
         label = f"{namespace}/{name}"
         d = defer.Deferred()
         timeout = self._timeout if timeout is None else timeout
-        timer = None
         if timeout:
-            timer = self._clock.callLater(timeout, self._timed_out, request_id, label, timeout)
-        self._pending[request_id] = (label, d, timer)
+            # Whatever fires d first (reply, error, lost connection) cancels the timer.
+            d.addTimeout(timeout, self._clock, functools.partial(self._timed_out, request_id, label))
+        self._pending[request_id] = (label, d)
         self.send_frame(
             {"namespace": namespace, "name": name, "id": request_id, "args": {} if args is None else args}
         )
         return d
 
-    def _timed_out(self, request_id, label, timeout):
-        entry = self._pending.pop(request_id, None)
-        if entry is not None:
-            entry[1].errback(CallTimeout(f"{label}: no reply within {timeout:g} s"))
+    def _timed_out(self, request_id, label, cancelled, timeout):
+        self._pending.pop(request_id, None)
+        raise CallTimeout(f"{label}: no reply within {timeout:g} s")
 
     def text_received(self, text):
         """Handle one incoming text frame."""
@@ -97,9 +97,7 @@ class RpcSession:
         if name == "response" or is_error:
             entry = self._pending.pop(frame.get("id"), None) if _hashable(frame.get("id")) else None
             if entry is not None:
-                label, d, timer = entry
-                if timer is not None and timer.active():
-                    timer.cancel()
+                label, d = entry
                 if is_error:
                     d.errback(_error_reply(label, frame.get("args")))
                 else:
@@ -121,9 +119,7 @@ class RpcSession:
         if self._lost is None:
             self._lost = error if isinstance(error, Exception) else ConnectionClosed(str(error))
         pending, self._pending = self._pending, {}
-        for label, d, timer in pending.values():
-            if timer is not None and timer.active():
-                timer.cancel()
+        for label, d in pending.values():
             d.errback(self._lost)
 
 

@@ -117,16 +117,14 @@ def state(reactor, link, options, out):
     session.on_event = on_event
     _until_closed(link, received, "while waiting for the system state")
     yield session.call("events", "subscribe", ["system-state"])
-    timeout = options.timeout
-    timer = reactor.callLater(timeout, lambda: received.called or received.errback(ClientError(
-        f"no system state from {link.url} within {timeout:g} s (the system-state source "
-        "publishes after its first poll; is it in [events] sources?)"
-    )))
-    try:
-        args = yield received
-    finally:
-        if timer.active():
-            timer.cancel()
+
+    def too_late(_, timeout):
+        raise ClientError(
+            f"no system state from {link.url} within {timeout:g} s (the system-state source "
+            "publishes after its first poll; is it in [events] sources?)"
+        )
+
+    args = yield received.addTimeout(options.timeout, reactor, too_late)
     if options.json:
         _print_json(out, args)
     else:

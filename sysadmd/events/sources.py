@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from sysadmd.events.context import SourceContext
 from sysadmd.interfaces import IEventSource
+from sysadmd.util.timers import cancel_call
 
 RETRY_CAP = 60.0
 STOP_TIMEOUT = 10.0
@@ -143,8 +144,7 @@ class SourcesService(Service):
         super().stopService()
         stops = []
         for running in self._running.values():
-            if running.retry_call is not None and running.retry_call.active():
-                running.retry_call.cancel()
+            running.retry_call = cancel_call(running.retry_call)
             if running.starting is not None:
                 # A start still pending (a source that hangs) is abandoned.
                 running.starting.cancel()

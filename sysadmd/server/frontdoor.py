@@ -14,6 +14,8 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sysadmd.util.timers import cancel_call
+
 MAX_HEADER_BYTES = 16384
 _UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*websocket[ \t]*\r\n", re.IGNORECASE)
 
@@ -69,9 +71,7 @@ class FrontDoor(Protocol):
         self._inner.dataReceived(buffered)
 
     def _opened(self):
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        self._timeout = cancel_call(self._timeout)
         if self._host is not None:
             self._factory.opened(self._host)
             self._host = None

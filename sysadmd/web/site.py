@@ -5,6 +5,7 @@ import json
 from twisted.web import pages, resource, server
 
 import sysadmd
+from sysadmd.util.timers import cancel_call
 from sysadmd.web.rest import RestNamespace
 
 
@@ -55,7 +56,7 @@ class LimitedRequest(server.Request):
             transport.loseConnection()
             return
         drop = self.channel.callLater(5, transport.abortConnection)
-        self.notifyFinish().addBoth(lambda _: drop.cancel() if drop.active() else None)
+        self.notifyFinish().addBoth(lambda _: cancel_call(drop))
 
 
 class Health(resource.Resource):
