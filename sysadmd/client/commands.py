@@ -88,19 +88,20 @@ def _until_closed(link, waiting, what):
     link.closed.addCallback(closed)
 
 
-def _print_json(out, value):
-    out.line(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+def _print(out, options, reply, as_text):
+    """Print ``reply`` as JSON with ``--json``, else as ``as_text(reply)``; exit status 0."""
+    if options.json:
+        out.line(json.dumps(reply, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        out.line(as_text(reply))
+    return 0
 
 
 @defer.inlineCallbacks
 def identify(reactor, link, options, out):
     """``rpc/identify``: what the peer is (works without signing in)."""
     reply = yield link.session.call("rpc", "identify", {})
-    if options.json:
-        _print_json(out, reply)
-    else:
-        out.line(render.identify_text(reply))
-    return 0
+    return _print(out, options, reply, render.identify_text)
 
 
 @defer.inlineCallbacks
@@ -125,11 +126,7 @@ def state(reactor, link, options, out):
         )
 
     args = yield received.addTimeout(options.timeout, reactor, too_late)
-    if options.json:
-        _print_json(out, args)
-    else:
-        out.line(render.state_text(args, out.colour))
-    return 0
+    return _print(out, options, args, lambda a: render.state_text(a, out.colour))
 
 
 def _dispatcher(link, action, **args):
@@ -175,11 +172,7 @@ def run(reactor, link, options, out):
 def jobs(reactor, link, options, out):
     """The pending and running jobs."""
     reply = yield _dispatcher(link, "list")
-    if options.json:
-        _print_json(out, reply)
-    else:
-        out.line(render.jobs_text(reply))
-    return 0
+    return _print(out, options, reply, render.jobs_text)
 
 
 @defer.inlineCallbacks
@@ -200,11 +193,7 @@ def kill(reactor, link, options, out):
 def log(reactor, link, options, out):
     """A job's full log, running or from history."""
     details = yield _dispatcher(link, "log", job_id=options.job_id)
-    if options.json:
-        _print_json(out, details)
-    else:
-        out.line(render.log_text(details if isinstance(details, dict) else {}))
-    return 0
+    return _print(out, options, details, lambda d: render.log_text(d if isinstance(d, dict) else {}))
 
 
 @defer.inlineCallbacks
@@ -212,8 +201,4 @@ def history(reactor, link, options, out):
     """Recently finished jobs, newest first."""
     args = {} if options.limit is None else {"limit": options.limit}
     reply = yield _dispatcher(link, "history", **args)
-    if options.json:
-        _print_json(out, reply)
-    else:
-        out.line(render.history_text(reply))
-    return 0
+    return _print(out, options, reply, render.history_text)
