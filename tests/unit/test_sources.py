@@ -1,14 +1,19 @@
-"""SourcesService: each event source's failures stay its own, and stop really waits."""
+"""SourcesService: each event source's failures stay its own, and stop really waits. And
+SourcePlugin, the plugin object of the built-in sources, with their shared options."""
 
 import pytest
 from twisted.internet import defer, task
 from twisted.logger import globalLogPublisher
+from twisted.plugin import IPlugin
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from sysadmd.config.options import Option, integer
+from sysadmd.events.context import SourceContext
 from sysadmd.events.hub import EventHub
+from sysadmd.events.plugin import SourcePlugin, command_timeout, program
 from sysadmd.events.sources import RETRY_CAP, STOP_TIMEOUT, SourcesService
-from sysadmd.interfaces import IEventSource
+from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.taps.sections import load_daemon_config
 
@@ -371,3 +376,39 @@ def test_unknown_name_in_events_sources_is_reported_and_others_start(clock, hub,
     service.startService()
     assert good.start_times == [0]
     assert _logged_about(log_events, "missing")
+
+
+def test_source_plugin_is_a_plugin_that_builds_its_class_from_the_context(clock):
+    """SourcePlugin provides IPlugin and IEventSourceFactory; build is from_context."""
+
+    class Built:
+        @classmethod
+        def from_context(cls, context):
+            built = cls()
+            built.context = context
+            return built
+
+    options = {"zpool_command": program("zpool")}
+    plugin = SourcePlugin("built", Built, options)
+    assert verifyObject(IPlugin, plugin) and verifyObject(IEventSourceFactory, plugin)
+    assert plugin.name == "built" and plugin.options is options
+    context = SourceContext(reactor=clock, config={}, state_dir="/tmp")
+    assert plugin.build(context).context is context
+
+
+def test_program_and_command_timeout_options_parse_and_document_alike():
+    """A program option needs a value and names the directories commands are searched in;
+    command_timeout defaults to 30 s."""
+    option = program("zfs")
+    assert option.default_value() == "zfs"
+    with pytest.raises(ValueError, match="a value is needed"):
+        option.parse("  ")
+    assert option.doc == (
+        "The zfs program: a path, or a name searched in /sbin, /bin, /usr/sbin, /usr/bin, "
+        "/usr/local/sbin and /usr/local/bin."
+    )
+    timeout = command_timeout("a zfs listing")
+    assert timeout.default_value() == 30.0
+    assert timeout.doc == "Seconds a zfs listing may take before it is killed."
+    with pytest.raises(ValueError):
+        timeout.parse("0")
