@@ -7,6 +7,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from sysadmd.config import ConfigError
+from sysadmd.util.net import is_loopback
 
 log = Logger()
 
@@ -72,8 +73,6 @@ def _split(description):
 def is_loopback_endpoint(description):
     """Whether ``description`` is a TCP (or TLS) endpoint bound to a loopback interface
     only; anything else, including no interface (all addresses), is not."""
-    from sysadmd.util.net import is_loopback
-
     fields = _split(description)
     if fields[0] not in ("tcp", "tcp6", "ssl"):
         return False
