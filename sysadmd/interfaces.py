@@ -62,3 +62,84 @@ class IPasswordBackend(Interface):
     def role_of(username):
         """Return a Deferred firing with the user's access level, or None when this
         backend does not know the user or grants nothing (used by rpc/auth_ssl)."""
+
+
+class IEventSink(Interface):
+    """One subscriber of the event hub (:class:`sysadmd.events.hub.EventHub`)."""
+
+    def send_event(event):
+        """Deliver a published :class:`sysadmd.events.hub.Event`. Must not block or raise:
+        a sink that cannot keep up queues, drops (counting on ``event.channel.dropped``)
+        or disconnects on its own."""
+
+
+class IOutgoingQueue(IEventSink):
+    """A client's ordered outgoing messages, bounded for a peer that stops reading
+    (:class:`sysadmd.channel.outbound.Outbound`). Registered with its transport as a push
+    producer."""
+
+    paused = Attribute("True while the transport cannot take more (frames wait here).")
+    closed = Attribute("True once closed: everything sent afterwards is discarded.")
+
+    def send_frame(frame):
+        """Send a reply or notice (an envelope dict); never dropped."""
+
+    def send_prepared(prepared):
+        """Send an already framed message; never dropped."""
+
+    def send_bounded(prepared):
+        """Send an already framed message that waits within the queue's limit like an
+        event: past it, it is dropped or the peer is disconnected, per the policy."""
+
+    def close():
+        """Forget waiting messages and accept no more."""
+
+
+class ISessionListener(Interface):
+    """Told when a :class:`sysadmd.channel.session.Session` signs in or out."""
+
+    def signed_in(session):
+        """The session authenticated (pre-authentication limits can be lifted)."""
+
+    def signed_out(session):
+        """The session is unauthenticated again."""
+
+
+class IChannelTransport(Interface):
+    """What carries one client's messages for a :class:`sysadmd.channel.channel.Channel`:
+    a direct WebSocket connection, a bridge link relaying one client, one REST request.
+    It only moves bytes; the channel owns every rule of the connection."""
+
+    peer_host = Attribute(
+        "The client's address as logs, bans and ``session.peer_host`` name it, e.g. "
+        "'192.0.2.7' or 'bridge:NICK:CLIENT_ID'."
+    )
+    can_pause_reading = Attribute(
+        "True when the transport can stop reading the client (a socket): past "
+        "max_inflight_requests requests wait. False (a relayed client) answers 503."
+    )
+
+    def prepare(payload):
+        """Frame ``payload`` (UTF-8 JSON bytes) for :meth:`write`."""
+
+    def frame_event(event):
+        """The framed message of a published :class:`sysadmd.events.hub.Event` (the
+        hub's shared frame where the transport can send it as it is)."""
+
+    def write(prepared):
+        """Send one framed message now."""
+
+    def set_message_limit(limit):
+        """The largest message the client may send from now on; a transport that can
+        enforce it while reading (WebSocket: close 1009) does."""
+
+    def pause_reading():
+        """Stop reading the client (only called when ``can_pause_reading``)."""
+
+    def resume_reading():
+        """Read the client again."""
+
+    def end(ending):
+        """End the client's connection or session for ``ending`` (a
+        :class:`sysadmd.channel.channel.Ending`: a close code and reason for a WebSocket,
+        an error notice for a client that cannot be disconnected from here)."""

@@ -12,6 +12,7 @@ import secrets
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from sysadmd.auth import policy
 from sysadmd.protocol.envelope import RequestError
 
 CHALLENGE_SECONDS = 30.0
@@ -43,7 +44,8 @@ class Authenticator:
     def register(self, router, calls=CALLS):
         """Add the auth calls named in ``calls`` (default: all four) to ``router``."""
         for name in calls:
-            router.register("rpc", name, getattr(self, name))
+            # Signing in (and out) is what an unauthenticated client may do.
+            router.register("rpc", name, getattr(self, name), policy.PUBLIC)
 
     def _check_ban(self, session):
         if self._bans.is_banned(session.peer_host):

@@ -273,7 +273,7 @@ class BridgeLinkFactory(WebSocketClientFactory):
         self.keepalive = keepalive
         self.backoff = backoff
         self.current = None
-        settings = daemon.settings
+        settings = daemon.parts.settings
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,
             maxFramePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,

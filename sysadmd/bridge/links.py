@@ -16,6 +16,7 @@ from twisted.internet import defer, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.logger import Logger
 
+from sysadmd.auth import policy
 from sysadmd.auth.keys_file import KeysFile
 from sysadmd.bridge import wire
 from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
@@ -101,7 +102,8 @@ def register_settings(router, keys):
             raise RequestError(404, f"Unknown settings action {action!r} (known: list_ssl_checksums).")
         return {wire.CHECKSUMS_KEY: accepted_fingerprints(keys)}
 
-    router.register("rpc", "settings", settings)
+    # The bridge asks this over its own link; a client may ask too.
+    router.register("rpc", "settings", settings, {"list_ssl_checksums": policy.LIMITED})
 
 
 def _endpoint(reactor, address, trust):

@@ -1,10 +1,10 @@
-"""The daemon's side of relayed clients: one :class:`Session` per client id a bridge
-relays, exactly as if the client had connected directly.
+"""The daemon's side of relayed clients: one :class:`sysadmd.channel.channel.Channel` per
+client id a bridge relays, exactly as if the client had connected directly.
 
 A relayed client must authenticate (``rpc/auth``, ``auth_token`` or ``auth_ssl``), has its
 own subscriptions, and everything the daemon sends it goes back through the bridge as
-``"<client id>\\n<payload>"``. It gets the direct connection's limits, adapted to a client
-that cannot be disconnected from here (its bridge connection is not ours):
+``"<client id>\\n<payload>"``. Its channel applies the direct connection's rules, adapted
+to a client that cannot be disconnected from here (its bridge connection is not ours):
 
 - a message over the limit (``preauth_max_message_bytes`` before authentication) is
   answered 400 instead of closing;
@@ -22,175 +22,81 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sysadmd.channel.outbound import Outbound
-from sysadmd.channel.session import Session
+from sysadmd.channel.channel import Channel
+from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
 
 
-class _Readdressed:
-    """A hub event as Outbound sees it, framed for one relayed client: the hub's already
-    encoded payload behind the client's id line."""
-
-    __slots__ = ("channel", "_payload", "_prepare")
-
-    def __init__(self, event, prepare):
-        self.channel = event.channel
-        self._payload = event.payload
-        self._prepare = prepare
-
-    def prepared(self):
-        """The framed message."""
-        return self._prepare(self._payload)
-
-
-class RelaySink:
-    """What the session and the event hub send to: replies and events for one relayed
-    client, through its bounded :class:`Outbound`."""
-
-    def __init__(self, outbound, prepare):
-        self._outbound = outbound
-        self._prepare = prepare
-
-    def send_frame(self, frame):
-        """Send a reply or notice (never dropped)."""
-        self._outbound.send_frame(frame)
-
-    def send_event(self, event):
-        """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
-        self._outbound.send_event(_Readdressed(event, self._prepare))
-
-
+@implementer(IChannelTransport)
 class RelayedClient:
-    """One client relayed by a bridge; ``daemon`` is the daemon's server factory (settings,
-    router, hub, tokens, reactor are shared with direct clients)."""
+    """One client relayed by a bridge: the transport of its
+    :class:`sysadmd.channel.channel.Channel`. ``daemon`` is the daemon's server factory
+    (its ``parts`` are shared with direct clients); ``write(prepared)`` sends on the link
+    and ``prepare(payload)`` frames bytes for it."""
 
     _log = Logger()
+    can_pause_reading = False  # pausing would stall every client of the bridge
 
     def __init__(self, clients, client_id, daemon, write, prepare):
         self._clients = clients
         self.client_id = client_id
-        self._daemon = daemon
-        self._settings = daemon.settings
-        self._clock = daemon.reactor
-        prefix = client_id.encode("utf-8") + b"\n"
-
-        def addressed(payload):
-            return prepare(prefix + payload)
-
-        self.outbound = Outbound(
-            write,
-            addressed,
-            self._settings.subscriber_buffer_bytes,
-            self._settings.slow_subscriber,
-            self._overflowed,
-        )
+        self.write = write
+        self._prepare = prepare
+        self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = f"bridge:{clients.nick}:{client_id}"
-        self.session = Session(
-            self.peer_host, RelaySink(self.outbound, addressed), daemon.tokens, daemon.hub,
-            self._clock, self,
-        )
-        self.closed = False
-        self._inflight = 0
-        self._auth_call = self._idle_call = None
-        self._arm_auth_timeout()
-        if self._settings.idle_timeout > 0:
-            self._idle_call = self._clock.callLater(self._settings.idle_timeout, self._idle)
+        self.channel = Channel(self, daemon.parts)
+        self.channel.open()
 
-    # Session listener
+    @property
+    def session(self):
+        """The client's session."""
+        return self.channel.session
 
-    def signed_in(self, session):
-        """Authenticated: no authentication timeout any more."""
-        self._cancel(self._auth_call)
-        self._auth_call = None
+    @property
+    def outbound(self):
+        """The client's outgoing queue."""
+        return self.channel.outbound
 
-    def signed_out(self, session):
-        """Back to unauthenticated: the authentication timeout runs again."""
-        self._arm_auth_timeout()
-
-    # Incoming
+    @property
+    def closed(self):
+        """True once the session has ended."""
+        return self.channel.closed
 
     def received(self, payload):
         """Handle one relayed message (bytes) from the client."""
-        if self.closed:
-            return
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.reset(self._settings.idle_timeout)
-        limit = (
-            self._settings.max_message_bytes
-            if self.session.grant is not None
-            else self._settings.preauth_max_message_bytes
-        )
-        if len(payload) > limit:
-            self.outbound.send_frame(
-                envelope.error(None, 400, f"Messages are limited to {limit} bytes here.")
-            )
-            return
-        try:
-            request = envelope.decode_request(payload)
-        except envelope.BadRequest as e:
-            self.outbound.send_frame(self._daemon.router.bad_request(e))
-            return
-        if self._inflight >= self._settings.max_inflight_requests:
-            self.outbound.send_frame(
-                envelope.error(request.id, 503, "Too many requests at once; wait for replies.")
-            )
-            return
-        self._inflight += 1
-        self._daemon.router.handle(self.session, request).addCallback(self._answer)
-
-    def _answer(self, result):
-        frame, after = result
-        self._inflight -= 1
-        if self.closed:
-            return
-        self.outbound.send_frame(frame)
-        if after is not None:
-            after()
-
-    # Ending
-
-    def _overflowed(self):
-        self._log.warn(
-            "ending the session of slow relayed client {peer}: more than {limit} bytes waiting",
-            peer=self.peer_host,
-            limit=self._settings.subscriber_buffer_bytes,
-        )
-        self._clients.end(self.client_id)
-
-    def _arm_auth_timeout(self):
-        self._cancel(self._auth_call)
-        timeout = self._settings.auth_timeout
-        self._auth_call = self._clock.callLater(timeout, self._auth_timed_out) if timeout > 0 else None
-
-    def _auth_timed_out(self):
-        self._auth_call = None
-        self._log.info("ending the session of {peer}: not authenticated in time", peer=self.peer_host)
-        self._end_with_notice("Session ended: not authenticated in time.")
-
-    def _idle(self):
-        self._idle_call = None
-        self._log.info("ending the session of {peer}: idle", peer=self.peer_host)
-        self._end_with_notice("Session ended after a silence; authenticate again.")
-
-    def _end_with_notice(self, details):
-        self.outbound.send_frame(envelope.error(None, 401, details))
-        self._clients.end(self.client_id)
+        self.channel.received(payload)
 
     def close(self):
         """Release the session: subscriptions, timers and waiting frames."""
-        if self.closed:
-            return
-        self.closed = True
-        self._cancel(self._auth_call)
-        self._cancel(self._idle_call)
-        self._auth_call = self._idle_call = None
-        self.session.close()
-        self.outbound.close()
+        self.channel.close()
 
-    @staticmethod
-    def _cancel(call):
-        if call is not None and call.active():
-            call.cancel()
+    # IChannelTransport
+
+    def prepare(self, payload):
+        """Frame ``payload`` for the link, behind the client's id line."""
+        return self._prepare(self._prefix + payload)
+
+    def frame_event(self, event):
+        """An event's payload behind the client's id line (the hub's shared frame is for
+        direct clients)."""
+        return self.prepare(event.payload)
+
+    def set_message_limit(self, limit):
+        """Nothing to do: the channel answers 400 past the limit (the link's own limit
+        is the bridge's)."""
+
+    def pause_reading(self):
+        """Never called: relayed clients cannot be paused (``can_pause_reading``)."""
+
+    def resume_reading(self):
+        """Never called: relayed clients cannot be paused (``can_pause_reading``)."""
+
+    def end(self, ending):
+        """End the session, with a 401 notice when the ending has one (the client's
+        bridge connection is not ours to close); its next message starts a new one."""
+        if ending.notice is not None:
+            self.channel.outbound.send_frame(envelope.error(None, 401, ending.notice))
+        self._clients.end(self.client_id)
 
 
 @implementer(IPushProducer)

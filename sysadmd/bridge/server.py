@@ -15,12 +15,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 import sysadmd
+from sysadmd.auth import policy
 from sysadmd.bridge import wire
 from sysadmd.bridge.registry import Registry
+from sysadmd.channel.channel import TOO_SLOW
 from sysadmd.channel.session import Session
-from sysadmd.events.hub import EventHub
 from sysadmd.protocol import envelope
-from sysadmd.protocol.framing import prepare_text
 from sysadmd.protocol.reply import Reply
 from sysadmd.server.factory import SysadmServerFactory
 from sysadmd.server.protocol import CLOSE_POLICY, SysadmServerProtocol
@@ -38,25 +38,6 @@ class BridgeSession(Session):
     def check(self):
         """True once signed in."""
         return self.grant is not None
-
-
-class _Counter:
-    # Outbound counts what it drops on the "channel" of what it sends.
-    dropped = 0
-
-
-class _Bounded:
-    """A prepared frame that :class:`Outbound` queues within its limit, like an event."""
-
-    __slots__ = ("channel", "_prepared")
-
-    def __init__(self, channel, prepared):
-        self.channel = channel
-        self._prepared = prepared
-
-    def prepared(self):
-        """The framed message."""
-        return self._prepared
 
 
 def new_connection_id():
@@ -86,16 +67,15 @@ class BridgeServerProtocol(SysadmServerProtocol):
     def onOpen(self):
         """Give the connection its id and ask who it is."""
         super().onOpen()
-        self._relay_counter = _Counter()
         self._asked_checksums = False
         self.connection_id = self.factory.register(self)
-        self.session.connection_id = self.connection_id
+        self.channel.session.connection_id = self.connection_id
         self._log.info(
             "bridge connection {connection_id} from {peer}",
             connection_id=self.connection_id,
             peer=self.peer_host,
         )
-        self.outbound.send_frame(wire.identify_request())
+        self.channel.outbound.send_frame(wire.identify_request())
 
     def connectionLost(self, reason):
         """Forget the connection; those that could reach it are told."""
@@ -110,27 +90,23 @@ class BridgeServerProtocol(SysadmServerProtocol):
     def onMessage(self, payload, isBinary):
         """Relay frames go on unread; envelopes are the bridge's own calls and replies."""
         if not isBinary and not wire.is_for_bridge(payload):
-            self._touch()
+            self.channel.touch()
             self._relay(payload)
             return
         reply = _decode_reply(payload)
         if reply is not None:
-            self._touch()
+            self.channel.touch()
             self._reply_received(reply)
             return
         super().onMessage(payload, isBinary)
 
-    def _touch(self):
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.reset(self.factory.settings.idle_timeout)
-
     def _error(self, code, details, **extra):
         frame = envelope.error(None, code, details)
         frame["args"].update(extra)
-        self.outbound.send_frame(frame)
+        self.channel.outbound.send_frame(frame)
 
     def _relay(self, payload):
-        if not self.session.check():
+        if not self.channel.session.check():
             self._error(401, "Sign in with rpc/auth_ssl before relaying.")
             return
         try:
@@ -179,7 +155,7 @@ class BridgeServerProtocol(SysadmServerProtocol):
 
     def _checksums_received(self, args):
         registry = self.factory.registry
-        if not self.session.check() or registry.role(self.connection_id) != wire.SERVER:
+        if not self.channel.session.check() or registry.role(self.connection_id) != wire.SERVER:
             return
         try:
             fingerprints = wire.parse_checksums(args)
@@ -201,37 +177,41 @@ class BridgeServerProtocol(SysadmServerProtocol):
 
     def signed_in_to_bridge(self):
         """The connection proved a registered key: tell it (and others) who it reaches."""
-        self.factory.registry.signed_in(self.connection_id, self.session.key_fingerprint)
+        self.factory.registry.signed_in(self.connection_id, self.channel.session.key_fingerprint)
         self._ask_checksums()
 
     def _ask_checksums(self):
         if (
             not self._asked_checksums
-            and self.session.check()
+            and self.channel.session.check()
             and self.factory.registry.role(self.connection_id) == wire.SERVER
         ):
             self._asked_checksums = True
-            self.outbound.send_frame(wire.checksums_request())
+            self.channel.outbound.send_frame(wire.checksums_request())
 
     # Outgoing
 
     def deliver(self, data):
         """Send ``data`` (a frame's bytes) within the connection's buffer limit."""
-        self.outbound.send_event(_Bounded(self._relay_counter, self.factory.prepare(data)))
+        self.channel.outbound.send_bounded(self.factory.prepare(data))
 
     def announce(self, ids):
         """Send the ``events/bridge`` frame listing ``ids``."""
         data = envelope.encode(wire.bridge_event(ids))
-        self.outbound.send_event(_Bounded(self._relay_counter, self.factory.prepare(data)))
+        self.channel.outbound.send_bounded(self.factory.prepare(data))
 
-    def _overflowed(self):
-        self._log.warn(
-            "closing {connection_id} from {peer}: more than {limit} bytes waiting for it",
-            connection_id=self.connection_id,
-            peer=self.peer_host,
-            limit=self.factory.settings.subscriber_buffer_bytes,
-        )
-        self.close_with(CLOSE_POLICY, "Too slow: relay buffer full")
+    def end(self, ending):
+        """Close the connection; a peer too slow for the relay is named by its id."""
+        if ending is TOO_SLOW:
+            self._log.warn(
+                "closing {connection_id} from {peer}: more than {limit} bytes waiting for it",
+                connection_id=self.connection_id,
+                peer=self.peer_host,
+                limit=self.factory.settings.subscriber_buffer_bytes,
+            )
+            self.close_with(CLOSE_POLICY, "Too slow: relay buffer full")
+            return
+        super().end(ending)
 
 
 class BridgeServerFactory(SysadmServerFactory):
@@ -246,8 +226,8 @@ class BridgeServerFactory(SysadmServerFactory):
     _log = Logger()
 
     def __init__(self, reactor, settings, router, tokens, bans, new_id=new_connection_id):
-        # The hub has no sources: a bridge session subscribes to nothing.
-        super().__init__(reactor, settings, router, EventHub(prepare_text), tokens, bans)
+        # No event hub: a bridge session subscribes to nothing.
+        super().__init__(reactor, settings, router, None, tokens, bans)
         self.server = f"sysadm-bridge/{sysadmd.__version__}"
         self._new_id = new_id
         self.peers = {}
@@ -289,5 +269,5 @@ def register_calls(router, authenticator, factory):
                 return Reply(result, after=protocol.signed_in_to_bridge)
         return result
 
-    router.register("rpc", "identify", identify)
-    router.register("rpc", "auth_ssl", auth_ssl)
+    router.register("rpc", "identify", identify, policy.PUBLIC)
+    router.register("rpc", "auth_ssl", auth_ssl, policy.PUBLIC)

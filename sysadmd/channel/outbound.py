@@ -12,6 +12,7 @@ from collections import deque
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from sysadmd.interfaces import IOutgoingQueue
 from sysadmd.protocol import envelope
 
 QUEUED_OVERHEAD = 256
@@ -23,23 +24,33 @@ def queued_size(prepared):
     PreparedMessage keeps for compressed connections, and the object, its ``__dict__``,
     the tuple and the deque slot (measured with tracemalloc: 2.4x the frame alone)."""
     return len(prepared.payloadHybi) + len(getattr(prepared, "payload", b"")) + QUEUED_OVERHEAD
+
+
 DISCONNECT = "disconnect"
 
 
-@implementer(IPushProducer)
+def shared_frame(event):
+    """An event's frame as the hub made it once for every subscriber."""
+    return event.prepared()
+
+
+@implementer(IPushProducer, IOutgoingQueue)
 class Outbound:
     """Ordered, bounded outgoing frames for one connection.
 
     ``write(prepared)`` sends a prepared message now; ``prepare(payload)`` frames bytes;
     ``overflow()`` is called once when a subscriber overflows in ``disconnect`` mode;
     ``paused_changed()``, when given, is called after every pause and resume (the
-    connection stops reading from a peer that does not read).
+    connection stops reading from a peer that does not read); ``frame_event(event)``
+    frames a published event (by default the hub's shared frame).
     """
 
-    def __init__(self, write, prepare, limit, mode, overflow, paused_changed=None):
+    def __init__(self, write, prepare, limit, mode, overflow, paused_changed=None,
+                 frame_event=shared_frame):
         self._write = write
         self._paused_changed = paused_changed
         self._prepare = prepare
+        self._frame_event = frame_event
         self.limit = limit
         self.mode = mode
         self._overflow = overflow
@@ -51,11 +62,11 @@ class Outbound:
 
     def send_frame(self, frame):
         """Send a reply or notice (never dropped)."""
-        self._push(self._prepare(envelope.encode(frame)), None)
+        self._push(self._prepare(envelope.encode(frame)))
 
     def send_prepared(self, prepared):
         """Send an already framed message (never dropped), e.g. an echo of any type."""
-        self._push(prepared, None)
+        self._push(prepared)
 
     # The transport's write, set by the connection while event frames may go straight to
     # it (no compression, open); None otherwise.
@@ -67,9 +78,14 @@ class Outbound:
         if direct is not None and not self.paused and not self._queue:
             direct(event.prepared().payloadHybi)
             return
-        self._push(event.prepared(), event)
+        self._push(self._frame_event(event), True, event.channel)
 
-    def _push(self, prepared, event):
+    def send_bounded(self, prepared):
+        """Send a framed message that waits within the limit like an event (a relayed
+        message at the bridge): past it, dropped or disconnected per the mode."""
+        self._push(prepared, True)
+
+    def _push(self, prepared, droppable=False, source=None):
         if self.closed:
             return
         if not self.paused and not self._queue:
@@ -78,8 +94,9 @@ class Outbound:
         size = queued_size(prepared)
         # Once dropping has started it goes on until the queue drains, so the client
         # sees one gap (and its count), not a trickle of holes.
-        if event is not None and (self.dropped or self.queued_bytes + size > self.limit):
-            event.channel.dropped += 1
+        if droppable and (self.dropped or self.queued_bytes + size > self.limit):
+            if source is not None:
+                source.dropped += 1
             if self.mode == DISCONNECT:
                 self.close()
                 self._overflow()

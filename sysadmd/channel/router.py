@@ -1,6 +1,7 @@
-"""Route requests to handlers, enforcing the access policy first.
+"""Route requests to handlers, enforcing each call's access level first.
 
-A handler is ``handler(session, args)`` returning a result (any JSON value), a
+Deny by default: a call is registered with its level (``sysadmd.auth.policy``) or not at
+all. A handler is ``handler(session, args)`` returning a result (any JSON value), a
 :class:`Reply`, or a Deferred of either, or raising
 :class:`sysadmd.protocol.envelope.RequestError`.
 """
@@ -20,21 +21,30 @@ class Router:
 
     def __init__(self):
         self._handlers = {}
+        self._access = {}
         self.errors_by_code = {}
 
-    def register(self, namespace, name, handler):
-        """Add a handler; registering the same call twice is a programming error."""
+    def register(self, namespace, name, handler, access):
+        """Add a handler with the level it needs (``policy.PUBLIC``, ``LIMITED``, ``FULL``,
+        or ``{action: level}``). A missing or unknown level, or the same call twice, is a
+        programming error, raised at start."""
         key = (namespace, name)
         if key in self._handlers:
             raise ValueError(f"{namespace}/{name} already has a handler")
+        try:
+            policy.check_access(access)
+        except ValueError as e:
+            raise ValueError(f"{namespace}/{name}: {e}") from None
         self._handlers[key] = handler
+        self._access[key] = dict(access) if isinstance(access, dict) else access
 
-    def available(self):
-        """The registered (namespace, name) pairs."""
-        return set(self._handlers)
+    def access_table(self):
+        """``{(namespace, name): access}`` of every registered call."""
+        return dict(self._access)
 
     def _authorize(self, session, request):
-        level = policy.required_level(request.namespace, request.name, request.args)
+        access = self._access.get((request.namespace, request.name), policy.UNKNOWN_CALL)
+        level = policy.required_level(access, request.args)
         if level == policy.PUBLIC:
             return
         if not session.check():

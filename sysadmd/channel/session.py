@@ -7,13 +7,15 @@ client (through a bridge) can own one too.
 from twisted.logger import Logger
 
 from sysadmd.protocol import envelope
+from sysadmd.util.timers import cancel_call
 
 
 class Session:
     """One client's authentication state and outbound channel.
 
-    ``outbound`` provides ``send_frame(frame_dict)`` and ``send_event(event)``;
-    ``listener`` gets ``signed_in(session)`` / ``signed_out(session)`` calls.
+    ``outbound`` provides :class:`sysadmd.interfaces.IOutgoingQueue`; ``listener``, an
+    :class:`sysadmd.interfaces.ISessionListener`, is told of sign-ins and sign-outs;
+    ``hub`` is the event hub its subscriptions are in (None where there is none).
     """
 
     log = Logger()
@@ -60,7 +62,7 @@ class Session:
         self.grant = None
         self.key_fingerprint = None
         self._cancel_expiry()
-        self._hub.drop(self.outbound)
+        self._drop_subscriptions()
         if was_signed_in and self._listener is not None:
             self._listener.signed_out(self)
 
@@ -84,7 +86,11 @@ class Session:
         for reuse with rpc/auth_token until it expires)."""
         self._unlisten()
         self._cancel_expiry()
-        self._hub.drop(self.outbound)
+        self._drop_subscriptions()
+
+    def _drop_subscriptions(self):
+        if self._hub is not None:
+            self._hub.drop(self.outbound)
 
     def _unlisten(self):
         if self.grant is not None:
@@ -106,9 +112,7 @@ class Session:
         self._expiry_call = self._clock.callLater(delay, self._expiry_due)
 
     def _cancel_expiry(self):
-        if self._expiry_call is not None and self._expiry_call.active():
-            self._expiry_call.cancel()
-        self._expiry_call = None
+        self._expiry_call = cancel_call(self._expiry_call)
 
     def _expiry_due(self):
         self._expiry_call = None

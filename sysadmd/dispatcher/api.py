@@ -1,5 +1,5 @@
-"""``rpc/dispatcher``: run, list, kill, log and history (run and kill need full access;
-``sysadmd.auth.policy`` enforces that before the handler runs).
+"""``rpc/dispatcher``: run, list, kill, log and history (run and kill need full access:
+``ACCESS``, which the router enforces before the handler runs).
 
     {"action": "run", "<job id>": "<command>" | ["<cmd1>", "<cmd2>"], ...,
      "queue": <optional>, "timeout": <optional seconds>}      -> {"started": [ids]}
@@ -20,6 +20,7 @@ cannot be written, e.g. full: the job is refused, not run without a record).
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from sysadmd.auth.policy import FULL, LIMITED
 from sysadmd.dispatcher.job import DispatcherUnavailable, DuplicateJob, InvalidJob
 from sysadmd.protocol.envelope import RequestError
 
@@ -27,6 +28,8 @@ RUN_OPTIONS = ("action", "queue", "timeout")
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 1000
 ACTIONS = ("run", "list", "kill", "log", "history")
+# Reading is for any user; running and killing commands needs full access.
+ACCESS = {"list": LIMITED, "log": LIMITED, "history": LIMITED, "run": FULL, "kill": FULL}
 # Ids named in one audit line; the rest are counted.
 LOGGED_IDS = 10
 
@@ -35,7 +38,7 @@ log = Logger()
 
 def register(router, dispatcher):
     """Add ``rpc/dispatcher`` to ``router``."""
-    router.register("rpc", "dispatcher", DispatcherCall(dispatcher))
+    router.register("rpc", "dispatcher", DispatcherCall(dispatcher), ACCESS)
 
 
 def _translate(failure):

@@ -2,6 +2,7 @@
 
 from twisted.logger import Logger
 
+from sysadmd.auth import policy
 from sysadmd.protocol.reply import Reply
 
 log = Logger()
@@ -30,5 +31,5 @@ def register(router, hub):
         )
         return {"unsubscribe": names}
 
-    router.register("events", "subscribe", subscribe)
-    router.register("events", "unsubscribe", unsubscribe)
+    router.register("events", "subscribe", subscribe, policy.LIMITED)
+    router.register("events", "unsubscribe", unsubscribe, policy.LIMITED)

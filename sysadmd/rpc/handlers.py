@@ -14,7 +14,7 @@ def register(router, hostname=socket.gethostname):
         return {"type": "server", "hostname": hostname(), "version": sysadmd.__version__}
 
     def query(session, args):
-        return policy.query(session.access, router.available())
+        return policy.query(session.access, router.access_table())
 
-    router.register("rpc", "identify", identify)
-    router.register("rpc", "query", query)
+    router.register("rpc", "identify", identify, policy.PUBLIC)
+    router.register("rpc", "query", query, policy.LIMITED)

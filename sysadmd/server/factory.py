@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 import sysadmd
+from sysadmd.channel.channel import ChannelParts
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
 
@@ -31,7 +32,8 @@ def accept_deflate(offers):
 
 class SysadmServerFactory(WebSocketServerFactory):
     """Builds :class:`SysadmServerProtocol` connections sharing the router, the event
-    hub, the token store and the ban list. ``reactor`` is used for every timer."""
+    hub (None: nothing to subscribe to), the token store and the ban list (``parts``, as
+    every channel sees them). ``reactor`` is used for every timer."""
 
     protocol = SysadmServerProtocol
     noisy = False  # we log connections ourselves, with the peer
@@ -44,6 +46,7 @@ class SysadmServerFactory(WebSocketServerFactory):
         self.hub = hub
         self.tokens = tokens
         self.bans = bans
+        self.parts = ChannelParts(settings, router, tokens, hub, reactor)
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes,
             maxFramePayloadSize=settings.max_message_bytes,

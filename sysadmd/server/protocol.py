@@ -1,25 +1,19 @@
-"""The WebSocket side of a client connection.
+"""The WebSocket side of a direct client connection: a transport for a
+:class:`sysadmd.channel.channel.Channel`, which owns every rule of the connection (limits,
+timers, requests in flight, routing, the outgoing queue). What this module adds:
 
-Each connection owns a :class:`sysadmd.channel.session.Session` and an
-:class:`sysadmd.channel.outbound.Outbound`. Frames carry the envelope described in
-``sysadmd.protocol.envelope``. Limits enforced here:
-
-- before authentication a frame may be at most ``preauth_max_message_bytes`` and the
-  connection is closed (1008) after ``auth_timeout``; afterwards ``max_message_bytes``
-  (Autobahn closes with 1009 past it);
-- ``idle_timeout`` seconds without an incoming message close it (1000);
-- at most ``max_inflight_requests`` requests are handled at once, after which the
-  connection's socket is not read until one finishes (backpressure, not errors);
-  requests already read wait their turn in order;
-- while the peer does not read what we send (the transport's buffer is full), its socket
-  is not read either, so a client cannot pile up replies it never takes.
+- connections are refused at the handshake from banned addresses (429), past
+  ``max_connections_per_ip`` (503) and from foreign browser origins (403);
+- Autobahn enforces the channel's current message limit while reading (close 1009);
+- the channel pauses and resumes reading the socket;
+- events go straight to the socket as the hub framed them, when nothing is queued and the
+  connection is not compressed.
 
 With ``[server] conformance_echo`` (loopback only, for the Autobahn test suite) every
 message is echoed back instead of routed, with no authentication and the post-login
 message limit.
 """
 
-from collections import deque
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -27,15 +21,20 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from sysadmd.channel.outbound import Outbound
+from sysadmd.channel.channel import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    Channel,
+)
+from sysadmd.channel.outbound import shared_frame
 from sysadmd.channel.session import Session
-from sysadmd.protocol import envelope
+from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol.framing import prepare_message
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
 
 
 def _origin_host(origin):
@@ -50,26 +49,23 @@ def _host_header(host, secure):
     return (parts.hostname or "").lower(), parts.port or (443 if secure else 80)
 
 
+@implementer(IChannelTransport)
 class SysadmServerProtocol(WebSocketServerProtocol):
     """One client connection to the daemon."""
 
     _log = Logger()
 
-    session = None
-    outbound = None
-    # The bridge's connections use a subclass whose login lasts as long as the connection.
+    channel = None
+    # The bridge's connections use a session whose login lasts as long as the connection.
     session_class = Session
+    can_pause_reading = True
+    frame_event = staticmethod(shared_frame)
 
     def connectionMade(self):
         """Count the connection against its address before the handshake."""
         peer = self.transport.getPeer()
         self.peer_host = getattr(peer, "host", "unix")
         self.lost = defer.Deferred()
-        self._auth_call = self._idle_call = None
-        self._inflight = 0
-        self._backlog = deque()
-        self._draining = False
-        self._reading_paused = False
         self.factory.connection_made(self)
         super().connectionMade()
 
@@ -78,12 +74,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         try:
             super().connectionLost(reason)
         finally:
-            self._cancel_timers()
-            self._backlog.clear()
-            if self.session is not None:
-                self.session.close()
-            if self.outbound is not None:
-                self.outbound.close()
+            if self.channel is not None:
+                self.channel.close()
             self.factory.connection_lost(self)
             self.lost.callback(None)
 
@@ -117,130 +109,50 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         return _origin_host(origin) == _host_header(host, secure)
 
     def onOpen(self):
-        """Start the session with pre-authentication limits."""
+        """Start the client's channel with pre-authentication limits."""
         factory = self.factory
         settings = factory.settings
-        self.outbound = Outbound(
-            self._write_prepared,
-            factory.prepare,
-            # What Twisted buffers before pausing the producer counts against the bound.
-            max(settings.subscriber_buffer_bytes // 2,
-                settings.subscriber_buffer_bytes - getattr(self.transport, "bufferSize", 0)),
-            settings.slow_subscriber,
-            self._overflowed,
-            paused_changed=self._update_reading,
+        self.channel = Channel(self, factory.parts, self.session_class)
+        outbound = self.channel.outbound
+        # What Twisted buffers before pausing the producer counts against the bound.
+        outbound.limit = max(
+            settings.subscriber_buffer_bytes // 2,
+            settings.subscriber_buffer_bytes - getattr(self.transport, "bufferSize", 0),
         )
-        self.transport.registerProducer(self.outbound, True)
+        self.transport.registerProducer(outbound, True)
         if self._perMessageCompress is None:
-            # Shared frames can go straight to the socket (see _write_prepared).
-            self.outbound.direct = self.transport.write
-        self.session = self.session_class(
-            self.peer_host, self.outbound, factory.tokens, factory.hub, factory.reactor, self
-        )
-        if settings.conformance_echo:
-            self._set_message_limit(settings.max_message_bytes)
-        else:
-            self._set_message_limit(settings.preauth_max_message_bytes)
-            self._arm_auth_timeout()
-        if settings.idle_timeout > 0:
-            self._idle_call = factory.reactor.callLater(settings.idle_timeout, self._idle)
+            # Shared frames can go straight to the socket (see write).
+            outbound.direct = self.transport.write
+        self.channel.open(require_auth=not settings.conformance_echo)
         factory.opened(self)
         self._log.info("client connected from {peer}", peer=self.peer_host)
 
     def onClose(self, wasClean, code, reason):
         """Log the end of an opened connection."""
-        if self.session is not None:
+        if self.channel is not None:
             self._log.info(
                 "client {peer} disconnected (code {code})",
                 peer=self.peer_host,
-                user=self.session.user,
+                user=self.channel.session.user,
                 code=code,
             )
 
-    # Session listener
-
-    def signed_in(self, session):
-        """Authentication succeeded: lift the pre-authentication limits."""
-        self._cancel(self._auth_call)
-        self._auth_call = None
-        self._set_message_limit(self.factory.settings.max_message_bytes)
-
-    def signed_out(self, session):
-        """Back to unauthenticated: pre-authentication limits again."""
-        self._set_message_limit(self.factory.settings.preauth_max_message_bytes)
-        self._arm_auth_timeout()
-
-    # Incoming
-
     def onMessage(self, payload, isBinary):
-        """Decode and route one request; replies keep the connection open."""
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.reset(self.factory.settings.idle_timeout)
+        """Hand the message to the channel (or echo it, in conformance mode)."""
         if self.factory.settings.conformance_echo:
-            self.outbound.send_prepared(prepare_message(payload, isBinary))
+            self.channel.touch()
+            self.channel.outbound.send_prepared(prepare_message(payload, isBinary))
             return
-        try:
-            request = envelope.decode_request(payload)
-        except envelope.BadRequest as e:
-            self._log.debug("bad request from {peer}: {details}", peer=self.peer_host, details=e.details)
-            self.outbound.send_frame(self.factory.router.bad_request(e))
-            return
-        # Pausing the socket does not stop Autobahn from delivering the frames it has
-        # already read (one read may hold thousands): those wait here for a slot.
-        self._backlog.append(request)
-        self._drain_backlog()
+        self.channel.received(payload)
 
-    def _drain_backlog(self):
-        # A loop, not recursion: a handler that answers at once re-enters via _answer.
-        if self._draining:
-            return
-        self._draining = True
-        try:
-            limit = self.factory.settings.max_inflight_requests
-            while self._backlog and self._inflight < limit:
-                self._inflight += 1
-                request = self._backlog.popleft()
-                self.factory.router.handle(self.session, request).addCallback(self._answer)
-        finally:
-            self._draining = False
-        self._update_reading()
+    # IChannelTransport
 
-    def _update_reading(self):
-        """Read the socket only while requests have room and the peer takes our output."""
-        busy = self._inflight >= self.factory.settings.max_inflight_requests or self._backlog
-        paused = bool(busy) or (self.outbound is not None and self.outbound.paused)
-        if paused == self._reading_paused or self.transport is None:
-            return
-        self._reading_paused = paused
-        if paused:
-            self.transport.pauseProducing()
-        else:
-            self.transport.resumeProducing()
+    def prepare(self, payload):
+        """Frame ``payload`` as a text message."""
+        return self.factory.prepare(payload)
 
-    def _answer(self, result):
-        frame, after = result
-        self._inflight -= 1
-        if self.state != self.STATE_OPEN:
-            return
-        self._send_reply(frame, after)
-        self._drain_backlog()
-
-    def _send_reply(self, frame, after):
-        try:
-            self.outbound.send_frame(frame)
-        except ValueError:
-            # A handler returned something JSON cannot carry: a bug, not the client's.
-            self._log.failure("cannot encode the reply to {peer}", peer=self.peer_host)
-            self.outbound.send_frame(
-                envelope.error(frame.get("id"), 500, "The server failed to encode its reply; the failure is logged.")
-            )
-            return
-        if after is not None:
-            after()
-
-    # Outgoing
-
-    def _write_prepared(self, prepared):
+    def write(self, prepared):
+        """Send a framed message now (nothing once closing)."""
         if self.state == self.STATE_OPEN:
             # Autobahn's sendPreparedMessage -> sendData formats a debug log line
             # (hltype/hlval) on every call, which costs more than the write itself.
@@ -249,53 +161,33 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             else:
                 self.sendPreparedMessage(prepared)
 
+    def set_message_limit(self, limit):
+        """Autobahn closes with 1009 past ``limit``."""
+        self.maxMessagePayloadSize = limit
+        self.maxFramePayloadSize = limit
+
+    def pause_reading(self):
+        """Stop reading the socket."""
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resume_reading(self):
+        """Read the socket again."""
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def end(self, ending):
+        """Close the connection with the ending's code and reason."""
+        self.close_with(ending.code, ending.reason)
+
     def sendCloseFrame(self, *args, **kwargs):
         """No event frame may follow a close frame (ours or our reply to the peer's)."""
-        if self.outbound is not None:
-            self.outbound.direct = None
+        if self.channel is not None:
+            self.channel.outbound.direct = None
         return super().sendCloseFrame(*args, **kwargs)
-
-    def _overflowed(self):
-        self._log.warn(
-            "closing slow subscriber {peer}: more than {limit} bytes of events waiting",
-            peer=self.peer_host,
-            limit=self.factory.settings.subscriber_buffer_bytes,
-        )
-        self.close_with(CLOSE_POLICY, "Too slow: event buffer full")
 
     def close_with(self, code, reason):
         """Start the closing handshake with any RFC 6455 code (Autobahn's ``sendClose``
         only allows 1000 and 3000-4999, but we need 1001 and 1008 too)."""
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
-
-    # Timers
-
-    def _set_message_limit(self, limit):
-        self.maxMessagePayloadSize = limit
-        self.maxFramePayloadSize = limit
-
-    def _arm_auth_timeout(self):
-        self._cancel(self._auth_call)
-        timeout = self.factory.settings.auth_timeout
-        self._auth_call = self.factory.reactor.callLater(timeout, self._auth_timed_out) if timeout > 0 else None
-
-    def _auth_timed_out(self):
-        self._auth_call = None
-        self._log.info("closing {peer}: not authenticated in time", peer=self.peer_host)
-        self.close_with(CLOSE_POLICY, "Authentication timeout")
-
-    def _idle(self):
-        self._idle_call = None
-        self._log.info("closing {peer}: idle", peer=self.peer_host)
-        self.close_with(CLOSE_NORMAL, "Idle timeout")
-
-    @staticmethod
-    def _cancel(call):
-        if call is not None and call.active():
-            call.cancel()
-
-    def _cancel_timers(self):
-        self._cancel(self._auth_call)
-        self._cancel(self._idle_call)
-        self._auth_call = self._idle_call = None

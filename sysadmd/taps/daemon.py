@@ -94,12 +94,8 @@ def build_service(options, reactor):
     factory = SysadmServerFactory(
         reactor, ConnectionSettings.from_config(config), router, hub, tokens, bans
     )
-    rpc_handlers.register(router)
-    authenticator.register(router)
-    event_handlers.register(router, hub)
     dispatcher = dispatcher_service.dispatcher
-    dispatcher_api.register(router, dispatcher)
-    register_settings(router, bridges.keys)
+    register_calls(router, authenticator, hub, dispatcher, bridges.keys)
 
     top = DaemonService(reactor, config.source)
     # The dispatcher starts first and stops last, after connections and sources.
@@ -117,13 +113,20 @@ def build_service(options, reactor):
     return top
 
 
+def register_calls(router, authenticator, hub, dispatcher, bridge_keys):
+    """Every call the daemon answers, each with its access level (see the README's
+    "Who may call what"; ``tests/architecture/test_access.py`` lists them)."""
+    rpc_handlers.register(router)
+    authenticator.register(router)
+    event_handlers.register(router, hub)
+    dispatcher_api.register(router, dispatcher)
+    register_settings(router, bridge_keys)
+
+
 def front_door(reactor, config, factory, authenticator, dispatcher=None):
     """The factory the ports listen with: WebSocket upgrades go to ``factory``, plain
     HTTP (dashboard, REST, /health) to the web site."""
-    gateway = RestGateway(
-        reactor, factory.router, factory.hub, factory.tokens, authenticator,
-        config["server"]["max_message_bytes"],
-    )
+    gateway = RestGateway(factory.parts, authenticator, config["server"]["max_message_bytes"])
     health = Health(reactor, lambda: {"connections": factory.open_connections})
     dashboard = Dashboard() if config["server"]["dashboard"] else None
     metrics = None

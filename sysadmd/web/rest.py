@@ -14,19 +14,46 @@ import json
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import pages, resource, server
+from zope.interface import implementer
 
-from sysadmd.channel.session import Session
+from sysadmd.channel.channel import Channel
+from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
 
 
-class _NoOutbound:
-    """REST sessions have no channel for events."""
+@implementer(IChannelTransport)
+class RestTransport:
+    """The transport of one REST request's channel: the request gets only its own answer
+    (returned by the router), so nothing else is ever written and there is nothing to
+    pause or close."""
 
-    def send_frame(self, frame):
-        """Dropped: a REST request gets only its own answer."""
+    can_pause_reading = False
 
-    def send_event(self, event):
-        """Dropped: a REST request gets only its own answer."""
+    def __init__(self, peer):
+        self.peer_host = peer
+
+    def prepare(self, payload):
+        """Nothing is framed: see :meth:`write`."""
+        return payload
+
+    def frame_event(self, event):
+        """Never sent: REST cannot subscribe."""
+        return event.payload
+
+    def write(self, prepared):
+        """Dropped: notices (a token revoked elsewhere) have no one to reach here."""
+
+    def set_message_limit(self, limit):
+        """The site bounds the body (``max_body_bytes``) before the channel sees it."""
+
+    def pause_reading(self):
+        """Never called (``can_pause_reading`` is false)."""
+
+    def resume_reading(self):
+        """Never called (``can_pause_reading`` is false)."""
+
+    def end(self, ending):
+        """Nothing to end: the channel lives for one request and has no timers."""
 
 
 class RestGateway:
@@ -34,11 +61,8 @@ class RestGateway:
 
     log = Logger()
 
-    def __init__(self, reactor, router, hub, tokens, authenticator, max_body_bytes):
-        self._reactor = reactor
-        self._router = router
-        self._hub = hub
-        self._tokens = tokens
+    def __init__(self, parts, authenticator, max_body_bytes):
+        self._parts = parts
         self._authenticator = authenticator
         self.max_body_bytes = max_body_bytes
 
@@ -46,7 +70,9 @@ class RestGateway:
     def call(self, request, namespace, name):
         """Answer one REST request: a Deferred firing with (status, body dict)."""
         peer = getattr(request.getClientAddress(), "host", "unix")
-        session = Session(peer, _NoOutbound(), self._tokens, self._hub, self._reactor)
+        # The same rules as a WebSocket request; no timers: it lives for one request.
+        channel = Channel(RestTransport(peer), self._parts)
+        session = channel.session
         basic = False
         try:
             args = self._body(request)
@@ -55,15 +81,13 @@ class RestGateway:
                     400, "Events are pushed over the WebSocket; REST cannot subscribe."
                 )
             basic = yield self._authenticate(request, session)
-            frame, _ = yield self._router.handle(
-                session, envelope.Request(namespace, name, None, args)
-            )
+            frame, _ = yield channel.handle(envelope.Request(namespace, name, None, args))
         except envelope.RequestError as e:
             frame = envelope.error(None, e.code, e.details)
         finally:
             if basic and session.grant is not None:
-                self._tokens.revoke(session.grant)
-            session.close()
+                self._parts.tokens.revoke(session.grant)
+            channel.close()
         status = 200 if frame["namespace"] != "error" else frame["args"]["code"]
         return status, {"args": frame["args"]}
 
@@ -85,7 +109,7 @@ class RestGateway:
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
-            grant = self._tokens.lookup(value.strip())
+            grant = self._parts.tokens.lookup(value.strip())
             if grant is None:
                 raise envelope.RequestError(401, "The token is not valid (expired or revoked).")
             session.grant = grant

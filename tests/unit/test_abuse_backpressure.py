@@ -5,6 +5,7 @@ import json
 
 from twisted.internet import defer
 
+from sysadmd.auth.policy import LIMITED
 from tests.unit.test_protocol import Daemon
 from tests.unit.wsfake import client_frame
 
@@ -19,7 +20,7 @@ def slow_daemon(**settings):
         daemon.pending.append((args, d))
         return d
 
-    daemon.router.register("test", "slow", slow)
+    daemon.router.register("test", "slow", slow, LIMITED)
     return daemon
 
 
@@ -74,7 +75,7 @@ def test_a_peer_that_does_not_read_is_not_read():
     resumes once the peer has taken what was queued."""
     daemon = slow_daemon(max_inflight_requests=5)
     peer = daemon.signed_in()
-    outbound = peer.protocol.outbound
+    outbound = peer.protocol.channel.outbound
     outbound.pauseProducing()  # what a full transport does
     assert peer.transport.producerState == "paused"
     outbound.resumeProducing()
@@ -87,7 +88,7 @@ def test_reading_stays_paused_while_requests_are_at_the_limit():
     daemon = slow_daemon(max_inflight_requests=2)
     peer = daemon.signed_in()
     peer.protocol.dataReceived(requests("slow", range(2)))
-    outbound = peer.protocol.outbound
+    outbound = peer.protocol.channel.outbound
     outbound.pauseProducing()
     outbound.resumeProducing()
     assert peer.transport.producerState == "paused"

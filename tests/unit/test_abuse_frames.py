@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 
-from sysadmd.dispatcher.api import DispatcherCall
+from sysadmd.dispatcher.api import ACCESS, DispatcherCall
 from sysadmd.protocol.envelope import REASONS, loads
 from tests.unit.dispatcher_fakes import make_dispatcher
 from tests.unit.test_protocol import Daemon
@@ -131,7 +131,7 @@ def failures():
 
 def connect(dispatcher, signed_in):
     daemon = Daemon(idle_timeout=0, auth_timeout=0, max_message_bytes=65536, preauth_max_message_bytes=8192)
-    daemon.router.register("rpc", "dispatcher", DispatcherCall(dispatcher))
+    daemon.router.register("rpc", "dispatcher", DispatcherCall(dispatcher), ACCESS)
     peer = daemon.signed_in() if signed_in else daemon.peer()
     return daemon, peer
 

@@ -16,6 +16,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from sysadmd.auth.signatures import verify_challenge
+from sysadmd.channel.channel import ChannelParts
 from sysadmd.bridge.link import (
     AUTH_ANSWER_ID,
     AUTH_CHALLENGE_ID,
@@ -69,10 +70,10 @@ class Bridge:
         self.checksums = list(checksums)
         router = Router()
         rpc_handlers.register(router)
-        daemon = SimpleNamespace(
-            settings=ConnectionSettings(handshake_timeout=0, ping_interval=0),
-            router=router, hub=EventHub(prepare_text), tokens=None, reactor=self.clock,
-        )
+        daemon = SimpleNamespace(parts=ChannelParts(
+            ConnectionSettings(handshake_timeout=0, ping_interval=0), router, None,
+            EventHub(prepare_text), self.clock,
+        ))
         self.backoff = Backoff(jitter=lambda: 0)
         self.factory = BridgeLinkFactory(
             self.clock, parse_url("test", "ws://127.0.0.1:12149"), daemon, self.key,

@@ -11,6 +11,7 @@ from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.relayed import RelayedClients
+from sysadmd.channel.channel import ChannelParts
 from sysadmd.events import handlers as event_handlers
 from sysadmd.events.hub import EventHub
 from sysadmd.rpc import handlers as rpc_handlers
@@ -35,8 +36,7 @@ class Link:
         Authenticator(self.clock, tokens, bans, [FakeBackend()], None, None, 0).register(router)
         event_handlers.register(router, self.hub)
         self.daemon = SimpleNamespace(
-            settings=ConnectionSettings(**settings), router=router, hub=self.hub,
-            tokens=tokens, reactor=self.clock,
+            parts=ChannelParts(ConnectionSettings(**settings), router, tokens, self.hub, self.clock)
         )
         self.written = []
         self.clients = RelayedClients("test", self.daemon, self.written.append, self._prepare)

@@ -265,12 +265,12 @@ def test_a_stalled_destination_is_closed_at_the_buffer_limit(tmp_path):
     c1, key1, _ = client(bridge)
     a = server(bridge, [key1])
     a.frames()
-    a.protocol.outbound.pauseProducing()  # as the transport does when its buffer is full
+    a.protocol.channel.outbound.pauseProducing()  # as the transport does when its buffer is full
     c1.send(f"{a.id}\n" + "x" * 1000)  # one waits (about 2.3 KiB held, see queued_size)
-    assert a.protocol.outbound.queued_bytes > 0 and a.frames() == []
+    assert a.protocol.channel.outbound.queued_bytes > 0 and a.frames() == []
     for _ in range(3):
         c1.send(f"{a.id}\n" + "x" * 1000)
-    assert a.protocol.outbound.closed
+    assert a.protocol.channel.outbound.closed
     assert a.close_code() == 1008
     assert c1.protocol.state == c1.protocol.STATE_OPEN
 

@@ -211,7 +211,7 @@ def test_rest_and_health_still_answer_beside_the_dashboard(site):
 
 def front_door_site(text):
     config = load_daemon_config(text=text)
-    factory = SimpleNamespace(router=None, hub=None, tokens=None, open_connections=0)
+    factory = SimpleNamespace(parts=None, open_connections=0)
     return tap.front_door(task.Clock(), config, factory, None).web
 
 

@@ -127,7 +127,7 @@ def test_other_addresses_get_403_unless_listed():
 
 def daemon_site(text):
     config = load_daemon_config(text=text)
-    factory = SimpleNamespace(router=None, hub=None, tokens=None, bans=None, open_connections=3)
+    factory = SimpleNamespace(parts=None, bans=None, open_connections=3)
     return tap.front_door(task.Clock(), config, factory, SimpleNamespace(failures=1)).web
 
 

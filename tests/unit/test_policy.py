@@ -1,9 +1,42 @@
-"""The access table: levels per call and action, and rpc/query's answer."""
+"""Access levels: the level a request needs, as registered with its call, and
+rpc/query's answer."""
+
+from types import SimpleNamespace
 
 import pytest
+from twisted.internet import task
 
-from sysadmd.auth import policy
-from sysadmd.auth.policy import FULL, LIMITED, PUBLIC, allows, query, required_level
+from sysadmd.auth.handlers import Authenticator
+from sysadmd.auth.policy import (
+    FULL,
+    LIMITED,
+    PUBLIC,
+    UNKNOWN_CALL,
+    allows,
+    check_access,
+    query,
+)
+from sysadmd.auth.policy import required_level as level_of
+from sysadmd.channel.router import Router
+from sysadmd.events.hub import EventHub
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.taps.daemon import register_calls
+
+
+def _daemon_table():
+    router = Router()
+    authenticator = Authenticator(task.Clock(), None, None, [], None, None, 0)
+    register_calls(router, authenticator, EventHub(prepare_text), SimpleNamespace(), None)
+    return router.access_table()
+
+
+TABLE = _daemon_table()
+
+
+def required_level(namespace, name, args):
+    """The level the daemon's router requires of this request."""
+    return level_of(TABLE.get((namespace, name), UNKNOWN_CALL), args)
+
 
 PUBLIC_CALLS = [("rpc", "identify"), ("rpc", "auth"), ("rpc", "auth_token"), ("rpc", "auth_ssl"), ("rpc", "auth_clear")]
 LIMITED_CALLS = [("rpc", "query"), ("events", "subscribe"), ("events", "unsubscribe")]
@@ -46,9 +79,10 @@ def test_dispatcher_unknown_or_missing_action_needs_lowest_level(args):
     assert required_level("rpc", "dispatcher", args) == LIMITED
 
 
-def test_every_policy_level_is_a_known_level():
-    """The table uses only the three levels."""
-    for entry in policy.POLICY.values():
+def test_every_registered_level_is_a_known_level():
+    """The daemon's calls use only the three levels (check_access accepts each)."""
+    for entry in TABLE.values():
+        check_access(entry)
         levels = entry.values() if isinstance(entry, dict) else [entry]
         assert set(levels) <= {PUBLIC, LIMITED, FULL}
 
@@ -74,11 +108,8 @@ def test_allows_orders_access_levels(access, level, expected):
 
 
 AVAILABLE = {
-    ("rpc", "identify"),
-    ("rpc", "auth"),
-    ("rpc", "query"),
-    ("events", "subscribe"),
-    ("rpc", "dispatcher"),
+    key: TABLE[key]
+    for key in [("rpc", "identify"), ("rpc", "auth"), ("rpc", "query"), ("events", "subscribe"), ("rpc", "dispatcher")]
 }
 
 
@@ -109,20 +140,13 @@ def test_query_full_marks_calls_with_full_parts_read_write():
     }
 
 
-def test_query_omits_calls_that_are_not_available():
-    """Calls in the table but not registered are not advertised."""
-    result = query("full", {("rpc", "identify")})
-    assert result == {"rpc/identify": "read"}
-    assert "rpc/dispatcher" not in query("full", {("rpc", "query")})
-
-
-def test_query_lists_available_calls_missing_from_the_table_as_limited():
-    """A registered call the table does not name defaults to limited."""
-    available = {("rpc", "extra")}
-    assert query(None, available) == {}
-    assert query("limited", available) == {"rpc/extra": "read"}
+def test_query_lists_only_registered_calls():
+    """Only registered calls are advertised, each at its registered level."""
+    assert query("full", {("rpc", "identify"): PUBLIC}) == {"rpc/identify": "read"}
+    assert query("limited", {("rpc", "extra"): LIMITED}) == {"rpc/extra": "read"}
+    assert query(None, {("rpc", "extra"): LIMITED}) == {}
 
 
 def test_query_of_nothing_available_is_empty():
     """No registered calls, nothing to list."""
-    assert query("full", set()) == {}
+    assert query("full", {}) == {}

@@ -7,15 +7,17 @@ from zope.interface import implementer
 
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
+from sysadmd.auth.policy import LIMITED
 from sysadmd.auth.tokens import TokenStore
+from sysadmd.channel.router import Router
+from sysadmd.channel.settings import ConnectionSettings
+from sysadmd.dispatcher.api import ACCESS
 from sysadmd.events import handlers as event_handlers
 from sysadmd.events.hub import EventHub
 from sysadmd.interfaces import IPasswordBackend
+from sysadmd.protocol.framing import prepare_text
 from sysadmd.rpc import handlers as rpc_handlers
 from sysadmd.server.factory import SysadmServerFactory
-from sysadmd.protocol.framing import prepare_text
-from sysadmd.channel.router import Router
-from sysadmd.channel.settings import ConnectionSettings
 from tests.unit.wsfake import Peer
 
 
@@ -127,7 +129,9 @@ def test_too_many_requests_in_flight_pause_reading():
     again when one finishes, and other connections are unaffected."""
     daemon = Daemon(max_inflight_requests=3)
     pending = []
-    daemon.router.register("test", "slow", lambda session, args: pending.append(defer.Deferred()) or pending[-1])
+    daemon.router.register(
+        "test", "slow", lambda session, args: pending.append(defer.Deferred()) or pending[-1], LIMITED
+    )
     peer = daemon.signed_in()
     for i in range(3):
         peer.request("test", "slow", request_id=i)
@@ -147,12 +151,12 @@ def test_slow_subscriber_drops_then_reports_the_count():
     peer = daemon.signed_in()
     peer.request("events", "subscribe", ["demo"])
     peer.messages()
-    peer.protocol.outbound.pauseProducing()  # what a full transport does
+    peer.protocol.channel.outbound.pauseProducing()  # what a full transport does
     for n in range(100):
         daemon.hub.publish("demo", {"n": n, "pad": "y" * 100})
     assert peer.messages() == []
-    assert peer.protocol.outbound.queued_bytes <= 4096
-    peer.protocol.outbound.resumeProducing()
+    assert peer.protocol.channel.outbound.queued_bytes <= 4096
+    peer.protocol.channel.outbound.resumeProducing()
     received = peer.messages()
     numbers = [m["args"]["n"] for m in received if m["name"] == "demo_frame"]
     assert numbers == list(range(len(numbers)))
@@ -167,7 +171,7 @@ def test_slow_subscriber_disconnect_mode_closes_with_1008():
     peer = daemon.signed_in()
     peer.request("events", "subscribe", ["demo"])
     peer.messages()
-    peer.protocol.outbound.pauseProducing()
+    peer.protocol.channel.outbound.pauseProducing()
     for n in range(100):
         daemon.hub.publish("demo", {"n": n, "pad": "y" * 100})
     assert peer.close_code() == 1008
@@ -234,11 +238,15 @@ def test_requests_extend_the_token():
 
 
 def test_limited_user_gets_403_for_full_calls():
-    """Limited users are refused calls that need full access, and stay connected."""
+    """Limited users are refused calls that need full access (before the handler runs),
+    and stay connected."""
     daemon = Daemon()
+    ran = []
+    daemon.router.register("rpc", "dispatcher", lambda session, args: ran.append(args), ACCESS)
     peer = daemon.signed_in("viewer")
     peer.request("rpc", "dispatcher", {"action": "run", "j": "true"})
     assert peer.messages()[0]["args"]["code"] == 403
+    assert ran == []
     peer.request("rpc", "identify")
     assert peer.messages()[0]["name"] == "response"
 
@@ -246,7 +254,7 @@ def test_limited_user_gets_403_for_full_calls():
 def test_handler_crash_is_500_without_details():
     """A failing handler answers 500 without the exception text; the failure is logged."""
     daemon = Daemon()
-    daemon.router.register("test", "boom", lambda s, a: 1 / 0)
+    daemon.router.register("test", "boom", lambda s, a: 1 / 0, LIMITED)
     peer = daemon.signed_in()
     peer.request("test", "boom")
     [reply] = peer.messages()
