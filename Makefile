@@ -19,8 +19,11 @@ run: $(STAMP)
 	$(BIN)/twistd -n --pidfile= sysadmd --config etc/sysadmd.ini \
 	    --set server.state_dir=$(STATE) --set auth.backends=users
 
+# tests/setup.sh first installs what the suite needs from the machine when it is missing
+# (zfs-fuse and its daemon, Chromium and playwright-core, openssl, ssh-keygen...), so that
+# as root on a fresh Debian machine nothing is skipped.
 test: $(STAMP)
-	sh tests/browser/setup.sh
+	sh tests/setup.sh
 	$(BIN)/python -m pytest tests
 
 # Speed and memory as ratios to baselines run alongside (bench/README.md); BENCH_QUICK=1

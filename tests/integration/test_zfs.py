@@ -1,7 +1,7 @@
 """system-state and life-preserver on real ZFS (Debian's zfs-fuse), through the daemon.
 
 Each test builds its own file-backed two-file mirror pool under tmp with a unique name
-and always destroys it. `.ci/setup-zfs.sh` installs and starts zfs-fuse. These tests skip
+and always destroys it. `tests/zfs/setup.sh` installs and starts zfs-fuse. These tests skip
 only where FUSE is unavailable (or, outside CI, where zfs-fuse is not set up), and say
 so; under CI a machine with FUSE must run them.
 """
@@ -19,6 +19,24 @@ SBIN = "/sbin:/usr/sbin:/bin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 ENV = {"PATH": SBIN, "LC_ALL": "C"}
 
 
+SETUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "zfs", "setup.sh")
+_setup_output = []
+
+
+def _zfs_problem():
+    """Why zpool/zfs cannot be used here, or None."""
+    if subprocess.run(["sh", "-c", "command -v zpool && command -v zfs"], env=ENV,
+                      capture_output=True).returncode != 0:
+        return ("zfs-fuse is not installed (no zpool/zfs): apt-get install zfs-fuse, or run "
+                "tests/zfs/setup.sh (make test does), which installs and starts it")
+    ran = subprocess.run(["zpool", "list"], env=ENV, capture_output=True, text=True,
+                         timeout=30)
+    if ran.returncode != 0:
+        return ("the zfs-fuse daemon does not answer (run tests/zfs/setup.sh, as make test "
+                "does): " + (ran.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
 def _zfs_unavailable():
     """Why real ZFS cannot be used here, or None when it can."""
     try:
@@ -26,16 +44,14 @@ def _zfs_unavailable():
             pass
     except OSError as e:
         return f"FUSE is unavailable here (/dev/fuse: {e.strerror}); real-ZFS tests need it"
-    problem = None
-    if subprocess.run(["sh", "-c", "command -v zpool && command -v zfs"], env=ENV,
-                      capture_output=True).returncode != 0:
-        problem = "zfs-fuse is not installed (no zpool/zfs); run .ci/setup-zfs.sh"
-    else:
-        ran = subprocess.run(["zpool", "list"], env=ENV, capture_output=True, text=True,
-                             timeout=30)
-        if ran.returncode != 0:
-            problem = ("the zfs-fuse daemon does not answer (run .ci/setup-zfs.sh): "
-                       + (ran.stderr.strip().splitlines() or ["?"])[-1])
+    problem = _zfs_problem()
+    if problem and not _setup_output:
+        # As the browser tests do for Chromium: set up what is missing, once per session.
+        setup = subprocess.run(["bash", SETUP], capture_output=True, text=True, timeout=900)
+        _setup_output.append((setup.stdout + setup.stderr).strip().replace("\n", " | "))
+        problem = _zfs_problem()
+    if problem and _setup_output:
+        problem += f". tests/zfs/setup.sh said: {_setup_output[0]}"
     if problem and os.environ.get("CI"):
         pytest.fail(f"FUSE is available on this CI machine, so these tests must run: {problem}")
     return problem

@@ -203,7 +203,8 @@ def _ordinary_user():
         except KeyError:
             continue
         return entry
-    pytest.skip("no non-root account with a named primary group on this host")
+    pytest.skip("no non-root account with a named primary group on this host (as root: "
+                "useradd --system --user-group sysadmd-test; make test creates it)")
 
 
 def test_root_is_always_full():

@@ -160,7 +160,8 @@ def test_fingerprint_matches_ssh_keygen(tmp_path, private_keys, kind):
     """The fingerprint is the one ``ssh-keygen -lf`` prints."""
     ssh_keygen = shutil.which("ssh-keygen")
     if ssh_keygen is None:
-        pytest.skip("ssh-keygen is not installed: cannot compare with OpenSSH's output")
+        pytest.skip("ssh-keygen is not installed: cannot compare with OpenSSH's output "
+                    "(apt-get install openssh-client; make test installs it)")
     public_key = private_keys[kind].public_key()
     pub = tmp_path / "key.pub"
     pub.write_bytes(public_key.public_bytes(*SSH) + b" test\n")

@@ -148,7 +148,8 @@ def test_fingerprint_matches_openssl(paths):
     """The digits are those of ``openssl x509 -fingerprint -sha256``."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed: cannot compare with its output")
+        pytest.skip("openssl is not installed: cannot compare with its output "
+                    "(apt-get install openssl; make test installs it)")
     cert_path, key_path = paths
     ensure_certificate(cert_path, key_path, True, "h")
     output = subprocess.run(

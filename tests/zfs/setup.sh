@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Real ZFS for tests/integration/test_zfs.py: Debian's zfs-fuse, installed when missing
-# and its daemon started when it is not running. Idempotent. It always exits 0: where
-# FUSE (or root, or apt) is unavailable it says why and the real-ZFS tests skip.
+# and its daemon started when it is not running (`make test` runs this through
+# tests/setup.sh; test_zfs.py runs it too when zfs-fuse does not answer). Idempotent. It
+# always exits 0: where FUSE (or root, or apt) is unavailable it says why and the
+# real-ZFS tests skip, saying the same.
 set -u
 
 PIDFILE=/var/run/zfs-fuse.pid
 DAEMON=/usr/sbin/zfs-fuse
 ZPOOL=/usr/sbin/zpool
+STARTLOG=${TMPDIR:-/tmp}/zfs-fuse-start.log
 
-say() { echo "setup-zfs: $*"; }
+say() { echo "tests/zfs/setup.sh: $*"; }
 
 if [ ! -c /dev/fuse ]; then
     say "/dev/fuse is unavailable on this machine: the real-ZFS tests will skip"
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    say "not root: cannot install or start zfs-fuse; the real-ZFS tests may skip"
+    say "not root: cannot install or start zfs-fuse (as root: apt-get install zfs-fuse); the real-ZFS tests may skip"
     exit 0
 fi
 
@@ -52,7 +55,10 @@ for _ in $(seq 1 60); do
     if ! running; then
         rm -f "$PIDFILE"
         say "starting the zfs-fuse daemon"
-        "$DAEMON" --pidfile "$PIDFILE" || say "zfs-fuse exited with status $?"
+        # Not on our stdout/stderr: a caller capturing them (test_zfs.py) would wait
+        # for the daemon to close them.
+        "$DAEMON" --pidfile "$PIDFILE" </dev/null >"$STARTLOG" 2>&1 ||
+            say "zfs-fuse exited with status $?: $(tail -3 "$STARTLOG" | tr '\n' ' ')"
     fi
     sleep 0.25
 done
