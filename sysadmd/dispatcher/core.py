@@ -25,7 +25,8 @@ from sysadmd.dispatcher.job import (
     check_job,
 )
 from sysadmd.dispatcher.queue import JobQueue, default_queue
-from sysadmd.dispatcher.runner import ExecutableLookup, JobRun
+from sysadmd.dispatcher.runner import JobRun
+from sysadmd.util.process import ExecutableLookup
 from sysadmd.dispatcher.store import Unwritable
 
 PRUNE_EVERY = 3600.0

@@ -14,7 +14,8 @@ from zope.interface import implementer
 from sysadmd.interfaces import IEventSource
 from sysadmd.lifepreserver.lpreserver import LpreserverBackend
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
-from sysadmd.util.commands import resolve_executable
+from sysadmd.util.commands import COMMAND_CWD, MINIMAL_ENV
+from sysadmd.util.process import find_executable
 
 BACKENDS = ("auto", "lpreserver", "zfs")
 
@@ -66,7 +67,7 @@ class LifePreserverSource:
             return self._backend_setting
         if os.path.exists(os.path.join(self._log_dir, "lpreserver.log")):
             return "lpreserver"
-        if resolve_executable(self._zfs_command) is not None:
+        if find_executable(self._zfs_command, MINIMAL_ENV, COMMAND_CWD)[0] is not None:
             return "zfs"
         return None
 

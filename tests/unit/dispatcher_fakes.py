@@ -1,89 +1,17 @@
-"""A fake process reactor and helpers for the dispatcher's unit tests.
+"""Helpers for the dispatcher's unit tests: a started dispatcher on the fake process
+reactor of ``tests.unit.process_fakes``, and ways to read its results."""
 
-``FakeProcessReactor`` is a ``MemoryReactorClock`` whose ``spawnProcess`` records a
-:class:`FakeProcess` instead of forking; a test makes the process write output and exit.
-"""
-
-from twisted.internet import error
-from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from sysadmd.dispatcher.core import Dispatcher, Settings
 from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.database import SyncWorker
 from sysadmd.dispatcher.store import Store
+from tests.unit.process_fakes import FakeProcess, FakeProcessReactor
+
+__all__ = ["ENV", "FakeProcess", "FakeProcessReactor", "make_dispatcher", "Caller", "result_of", "states"]
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
-
-
-class FakeProcess:
-    """What ``spawnProcess`` returned: records signals; the test drives the protocol."""
-
-    def __init__(self, protocol, executable, args, env, path, child_fds):
-        self.protocol = protocol
-        self.executable = executable
-        self.args = args
-        self.env = env
-        self.path = path
-        self.child_fds = child_fds
-        self.signals = []
-        self.stdin_closed = False
-        self.lost = False
-        self.exited = False
-        self.pid = 4242
-
-    def closeStdin(self):
-        self.stdin_closed = True
-
-    def loseConnection(self):
-        self.lost = True
-
-    def signalProcess(self, name):
-        if self.exited:
-            raise error.ProcessExitedAlready()
-        self.signals.append(name)
-
-    def write(self, data, stderr=False):
-        """The process writes ``data`` to stdout (or stderr)."""
-        if stderr:
-            self.protocol.errReceived(data)
-        else:
-            self.protocol.outReceived(data)
-
-    def exit(self, code=0, signal=None):
-        """The process exits (and its pipes close)."""
-        self.exit_only(code, signal)
-        self.end(code, signal)
-
-    def exit_only(self, code=0, signal=None):
-        """The process exits; its pipes stay open."""
-        self.exited = True
-        self.protocol.processExited(_reason(code, signal))
-
-    def end(self, code=0, signal=None):
-        """Its pipes close: ``processEnded``."""
-        self.protocol.processEnded(_reason(code, signal))
-
-
-def _reason(code, signal):
-    if signal is None and code == 0:
-        return Failure(error.ProcessDone(0))
-    return Failure(error.ProcessTerminated(exitCode=code if signal is None else None, signal=signal))
-
-
-class FakeProcessReactor(MemoryReactorClock):
-    """A clock and memory reactor that records spawned processes."""
-
-    def __init__(self):
-        super().__init__()
-        self.processes = []
-
-    def spawnProcess(self, processProtocol, executable, args=(), env=None, path=None,
-                     uid=None, gid=None, usePTY=False, childFDs=None):
-        process = FakeProcess(processProtocol, executable, list(args), env, path, childFDs)
-        self.processes.append(process)
-        processProtocol.makeConnection(process)
-        return process
 
 
 def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, **settings):

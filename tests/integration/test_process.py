@@ -1,0 +1,134 @@
+"""sysadmd.util.process with real child processes: each leads its own session, and
+stopping it stops its whole process group."""
+
+import os
+import uuid
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor as global_reactor
+from twisted.internet import task
+
+from sysadmd.util.process import ChildProcess, Exit, SessionProcess, stdin_null
+
+
+def within(d, seconds=10):
+    """``d``, failing the test if it has not fired after ``seconds`` of real time."""
+    return d.addTimeout(seconds, global_reactor)
+
+
+def pause(seconds):
+    return task.deferLater(global_reactor, seconds, lambda: None)
+
+
+def unique_sleep():
+    """A sleep duration no other process has on its command line (GNU and BSD sleep
+    take fractions), to find the sleeps a test started."""
+    return "299." + str(uuid.uuid4().int)[:9]
+
+
+def alive_with(marker):
+    """Pids of live (not zombie) processes with ``marker`` as one of their arguments."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+            with open(f"/proc/{name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in argv and state != "Z":
+            pids.append(int(name))
+    return pids
+
+
+class Spied(SessionProcess):
+    """Records whether Twisted could use posix_spawn (else it forked)."""
+
+    def _trySpawnInsteadOfFork(self, *args):
+        self.used_posix_spawn = super()._trySpawnInsteadOfFork(*args)
+        return self.used_posix_spawn
+
+
+@pytest.mark.parametrize("same_cwd", [True, False], ids=["posix_spawn", "fork"])
+@pytest_twisted.inlineCallbacks
+def test_a_child_leads_its_own_session_whichever_way_twisted_starts_it(same_cwd, tmp_path):
+    """In the daemon's directory Twisted uses posix_spawn, elsewhere it forks: either
+    way the child leads its own process group as soon as the spawn returns (and, with
+    posix_spawn, its own session; after a fork it may have lost the race to start one)."""
+    child = ChildProcess(global_reactor, lambda fd, data: None, kill_grace=5)
+    cwd = os.getcwd() if same_cwd else str(tmp_path)
+    transport = Spied(global_reactor, "/bin/sh", ["sh", "-c", "exec sleep 30"], {"PATH": "/bin:/usr/bin"},
+                      cwd, child, None, None, {0: stdin_null(), 1: "r", 2: "r"})
+    try:
+        assert transport.used_posix_spawn is same_cwd
+        pid = transport.pid
+        assert child.pid == pid
+        assert os.getpgid(pid) == pid and os.getpgid(pid) != os.getpgid(0)
+        if same_cwd:
+            assert os.getsid(pid) == pid
+        # A forked child still runs Python until its exec: a SIGTERM then would go to the
+        # handler it inherited, so let it reach sleep first.
+        yield pause(0.3)
+    finally:
+        child.stop()
+        exit = yield within(child.ended)
+    assert exit == Exit(None, 15)
+
+
+@pytest.mark.parametrize("same_cwd", [True, False], ids=["posix_spawn", "fork"])
+@pytest_twisted.inlineCallbacks
+def test_stop_leaves_nothing_of_the_group_running(same_cwd, tmp_path):
+    """sh -c 'sleep & sleep', stopped: the shell and both sleeps are gone once ended
+    fires."""
+    marker = unique_sleep()
+    child = ChildProcess(global_reactor, lambda fd, data: None, kill_grace=5)
+    child.start("/bin/sh", ["sh", "-c", f"sleep {marker} & sleep {marker}"], {"PATH": "/bin:/usr/bin"},
+                os.getcwd() if same_cwd else str(tmp_path))
+    try:
+        for _ in range(50):
+            if len(alive_with(marker)) == 2:
+                break
+            yield pause(0.1)
+        assert len(alive_with(marker)) == 2
+        child.stop()
+        yield within(child.ended)
+        for _ in range(20):
+            if not alive_with(marker):
+                break
+            yield pause(0.1)
+        assert alive_with(marker) == []
+    finally:
+        for pid in alive_with(marker):
+            os.kill(pid, 9)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_group_member_ignoring_term_gets_kill_after_the_grace():
+    """A background process that ignores SIGTERM and keeps the pipes open is killed
+    with the group's SIGKILL at the grace."""
+    marker = unique_sleep()
+    child = ChildProcess(global_reactor, lambda fd, data: None, kill_grace=1)
+    child.start("/bin/sh", ["sh", "-c", f"(trap '' TERM; sleep {marker}) & sleep {marker}"],
+                {"PATH": "/bin:/usr/bin"}, os.getcwd())
+    try:
+        for _ in range(50):
+            if len(alive_with(marker)) == 2:
+                break
+            yield pause(0.1)
+        child.stop()
+        yield pause(0.5)
+        assert len(alive_with(marker)) == 1, "the TERM-ignoring sleep is still there"
+        assert not child.ended.called, "it holds the pipes"
+        yield within(child.ended)
+        for _ in range(20):
+            if not alive_with(marker):
+                break
+            yield pause(0.1)
+        assert alive_with(marker) == []
+    finally:
+        for pid in alive_with(marker):
+            os.kill(pid, 9)
