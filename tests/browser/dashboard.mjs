@@ -3,7 +3,10 @@
 //     node dashboard.mjs '{"scenario": "run_job", "url": "http://127.0.0.1:PORT/", ...}'
 //
 // Each scenario drives Debian's Chromium (headless) with playwright-core, asserts with
-// node:assert, and exits 0 on success. On failure it prints the error, the page's console
+// node:assert, and exits 0 on success. Every assertion on the page waits for its condition
+// (`eventually`, `waitFor`, `waitForFunction`, up to WAIT): the page renders after its
+// socket answers, so a one-shot read can run before the page has caught up (it did, under
+// load: the signed-in user's name was read before it was shown). On failure it prints the error, the page's console
 // and a screenshot path, and exits 1. Exit 3 means Chromium could not be launched at all.
 // Any console error or CSP violation on the page fails the scenario.
 import assert from "node:assert/strict";
@@ -82,13 +85,56 @@ async function runFromForm(page, id, commands) {
 
 const text = (page, selector) => page.locator(selector).first().textContent();
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Runs `check` (which reads the page and asserts) until it passes, as @playwright/test's
+// expect(...).toPass() does; after `timeout` ms the last assertion error is thrown.
+async function eventually(check, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      await sleep(50);
+    }
+  }
+}
+
+// The first element matching `selector` has text matching `pattern` (a RegExp), or equal
+// to it (a string), within WAIT.
+async function expectText(page, selector, pattern) {
+  await eventually(async () => {
+    const actual = await text(page, selector);
+    if (pattern instanceof RegExp) assert.match(actual, pattern, `${selector}: ${JSON.stringify(actual)}`);
+    else assert.equal(actual, pattern, `${selector}`);
+  });
+}
+
+// Every element matching `selector`, their texts deep-equal to `want`, within WAIT.
+async function expectTexts(page, selector, want) {
+  await eventually(async () => assert.deepEqual(await page.locator(selector).allTextContents(), want));
+}
+
+async function expectHidden(page, selector, message) {
+  await eventually(async () => assert.ok(await page.locator(selector).isHidden(), message || `${selector} is shown`));
+}
+
+async function expectVisible(page, selector, message) {
+  await eventually(async () => assert.ok(await page.locator(selector).isVisible(), message || `${selector} is hidden`));
+}
+
+async function expectCount(page, selector, count) {
+  await eventually(async () => assert.equal(await page.locator(selector).count(), count, `count of ${selector}`));
+}
+
 // --- scenarios ------------------------------------------------------------------------
 
 const scenarios = {
   // Just start Chromium and show a page: tells the tests whether they can run here.
   async probe(page) {
     await page.setContent("<p>ok</p>");
-    assert.equal(await text(page, "p"), "ok");
+    await expectText(page, "p", "ok");
   },
 
   // A wrong password is explained; then the pools, the current jobs and the Life
@@ -96,62 +142,68 @@ const scenarios = {
   async login_and_state(page) {
     await page.goto(params.url);
     await page.locator("#login").waitFor({ state: "visible" });
-    assert.ok(await page.locator("#main").isHidden());
+    await expectHidden(page, "#main");
     await page.fill("#login-user", "admin");
     await page.fill("#login-password", "not-the-password");
     await page.click("#login-form button[type=submit]");
     await page.locator("#error").waitFor({ state: "visible" });
-    const error = await text(page, "#error");
-    assert.match(error, /Wrong user name or password/);
-    assert.match(error, /\(401\)/);
-    assert.ok(await page.locator("#main").isHidden());
+    await eventually(async () => {
+      const error = await text(page, "#error");
+      assert.match(error, /Wrong user name or password/);
+      assert.match(error, /\(401\)/);
+    });
+    await expectHidden(page, "#main");
 
     await page.fill("#login-password", params.password);
     await page.click("#login-form button[type=submit]");
     await page.locator("#main").waitFor({ state: "visible" });
-    assert.ok(await page.locator("#error").isHidden(), "the old error stays after signing in");
-    assert.match(await text(page, "#who"), /admin \(full access\)/);
-    assert.ok(await page.locator("#run-form").isVisible(), "a full user sees the run form");
+    await expectHidden(page, "#error", "the old error stays after signing in");
+    await expectText(page, "#who", /admin \(full access\)/);
+    await expectVisible(page, "#run-form", "a full user does not see the run form");
 
     // System state from the fake zpool.
     await page.locator('#pools tr[data-pool="tank"]').waitFor({ timeout: WAIT });
-    assert.equal(await text(page, "#state-hostname"), params.hostname);
-    assert.equal(await text(page, "#state-priority"), "9 - Urgent");
+    await expectText(page, "#state-hostname", params.hostname);
+    await expectText(page, "#state-priority", "9 - Urgent");
     const cells = (pool) => page.locator(`#pools tr[data-pool="${pool}"] td`).allTextContents();
-    const tank = await cells("tank");
-    assert.deepEqual([tank[0], tank[1], tank[3], tank[4], tank[5]], ["tank", "ONLINE", "107G", "13.1G", "93.9G"]);
-    assert.match(tank[2], /12%/);
-    assert.equal(tank[8], "0 - Information");
-    const backup = await cells("backup");
-    assert.equal(backup[1], "DEGRADED");
-    assert.equal(backup[8], "9 - Urgent");
+    await eventually(async () => {
+      const tank = await cells("tank");
+      assert.deepEqual([tank[0], tank[1], tank[3], tank[4], tank[5]], ["tank", "ONLINE", "107G", "13.1G", "93.9G"]);
+      assert.match(tank[2], /12%/);
+      assert.equal(tank[8], "0 - Information");
+      const backup = await cells("backup");
+      assert.equal(backup[1], "DEGRADED");
+      assert.equal(backup[8], "9 - Urgent");
+    });
     // Health colours and capacity bars (the bar's width is set through the CSSOM, which
     // the CSP allows; a blocked style would leave it at 0).
-    const look = await page.evaluate(() => {
-      const row = (p) => document.querySelector(`#pools tr[data-pool="${p}"]`);
-      const fill = (p) => row(p).querySelector(".bar .fill");
-      const ratio = (p) => fill(p).getBoundingClientRect().width / row(p).querySelector(".bar").getBoundingClientRect().width;
-      const colour = (p) => getComputedStyle(row(p).querySelector(".health")).backgroundColor;
-      return {
-        tank: ratio("tank"), backup: ratio("backup"),
-        tankColour: colour("tank"), backupColour: colour("backup"),
-        backupFill: fill("backup").className,
-      };
+    await eventually(async () => {
+      const look = await page.evaluate(() => {
+        const row = (p) => document.querySelector(`#pools tr[data-pool="${p}"]`);
+        const fill = (p) => row(p).querySelector(".bar .fill");
+        const ratio = (p) => fill(p).getBoundingClientRect().width / row(p).querySelector(".bar").getBoundingClientRect().width;
+        const colour = (p) => getComputedStyle(row(p).querySelector(".health")).backgroundColor;
+        return {
+          tank: ratio("tank"), backup: ratio("backup"),
+          tankColour: colour("tank"), backupColour: colour("backup"),
+          backupFill: fill("backup").className,
+        };
+      });
+      assert.ok(Math.abs(look.tank - 0.12) < 0.02, `tank bar ${look.tank}`);
+      assert.ok(Math.abs(look.backup - 0.85) < 0.02, `backup bar ${look.backup}`);
+      assert.notEqual(look.tankColour, look.backupColour);
+      assert.equal(look.tankColour, "rgb(31, 138, 76)");
+      assert.match(look.backupFill, /warning/);
     });
-    assert.ok(Math.abs(look.tank - 0.12) < 0.02, `tank bar ${look.tank}`);
-    assert.ok(Math.abs(look.backup - 0.85) < 0.02, `backup bar ${look.backup}`);
-    assert.notEqual(look.tankColour, look.backupColour);
-    assert.equal(look.tankColour, "rgb(31, 138, 76)");
-    assert.match(look.backupFill, /warning/);
 
     // The job that was running before the page loaded came from rpc/dispatcher list.
     await waitForState(page, params.preexisting, "running");
-    assert.match(await text(page, `${jobRow(params.preexisting)} td.commands`), /sleep 30/);
+    await expectText(page, `${jobRow(params.preexisting)} td.commands`, /sleep 30/);
 
     // The Life Preserver feed.
     await page.locator("#lp-feed li").first().waitFor({ timeout: WAIT });
-    assert.match(await text(page, "#lp-feed li .message"), /New snapshot of tank\/data/);
-    assert.equal(await text(page, "#lp-feed li .class"), "snapshot");
+    await expectText(page, "#lp-feed li .message", /New snapshot of tank\/data/);
+    await expectText(page, "#lp-feed li .class", "snapshot");
   },
 
   // Run ["echo hello", "sleep 2"] from the form: pending, running, finished, with output.
@@ -165,15 +217,13 @@ const scenarios = {
       `${jobRow("hello")} td.commands`, { timeout: WAIT });
     await page.click(`${jobRow("hello")} button.toggle`);
     await waitForState(page, "hello", "finished");
-    assert.deepEqual(await page.evaluate(() => window.__states), ["pending", "running", "finished"]);
-    assert.equal(await text(page, `${jobRow("hello")} td.result`), "ok");
+    await eventually(async () => assert.deepEqual(await page.evaluate(() => window.__states),
+      ["pending", "running", "finished"]));
+    await expectText(page, `${jobRow("hello")} td.result`, "ok");
     await page.waitForFunction((sel) => /hello/.test(document.querySelector(sel).textContent),
       `${jobRow("hello")} pre.log`, { timeout: WAIT });
-    const commands = await page.locator(`${jobRow("hello")} .cmd`).allTextContents();
-    assert.deepEqual(commands, ["$ echo hello exit 0", "$ sleep 2 exit 0"]);
-    const logs = await page.locator(`${jobRow("hello")} pre.log`).allTextContents();
-    assert.equal(logs[0], "hello\n");
-    assert.equal(logs[1], "(no output)");
+    await expectTexts(page, `${jobRow("hello")} .cmd`, ["$ echo hello exit 0", "$ sleep 2 exit 0"]);
+    await expectTexts(page, `${jobRow("hello")} pre.log`, ["hello\n", "(no output)"]);
 
     // The same id again while a job holds it: the daemon's 409 is shown readably.
     await page.fill("#run-id", "blocker");
@@ -184,7 +234,7 @@ const scenarios = {
     await page.fill("#run-commands", "true");
     await page.click("#run-form button[type=submit]");
     await page.locator("#error").waitFor({ state: "visible" });
-    assert.match(await text(page, "#error"), /Run blocker: Conflict \(409\)\./);
+    await expectText(page, "#error", /Run blocker: Conflict \(409\)\./);
   },
 
   // Kill a running `sleep 60` with its row's button.
@@ -196,19 +246,21 @@ const scenarios = {
     await page.click(`${jobRow("sleeper")} button.kill`);
     await waitForState(page, "sleeper", "finished");
     assert.ok(Date.now() - started < 15000);
-    assert.match(await text(page, `${jobRow("sleeper")} td.result`), /failed \(exit -15\).*killed/);
-    assert.equal(await page.locator(`${jobRow("sleeper")} button.kill`).count(), 0);
+    await expectText(page, `${jobRow("sleeper")} td.result`, /failed \(exit -15\).*killed/);
+    await expectCount(page, `${jobRow("sleeper")} button.kill`, 0);
   },
 
   // A limited user sees jobs, but no run form and no kill buttons.
   async limited_user(page) {
     await signIn(page, "viewer", params.password);
-    assert.match(await text(page, "#who"), /viewer \(read-only access\)/);
+    // The access is known (and applied) once the name shows it; only then do the
+    // checks that something is absent mean anything.
+    await expectText(page, "#who", /viewer \(read-only access\)/);
     await waitForState(page, params.preexisting, "running");
     await page.locator('#pools tr[data-pool="tank"]').waitFor({ timeout: WAIT });
-    assert.ok(await page.locator("#run-form").isHidden(), "the run form is shown to a limited user");
-    assert.equal(await page.locator("#jobs button.kill").count(), 0);
-    assert.equal(await page.locator("#jobs button.toggle").count(), 1);
+    await expectHidden(page, "#run-form", "the run form is shown to a limited user");
+    await expectCount(page, "#jobs button.toggle", 1);
+    await expectCount(page, "#jobs button.kill", 0);
   },
 
   // Served over https by an ssl: endpoint: the page uses wss:// (a ws:// socket from an
@@ -219,7 +271,7 @@ const scenarios = {
     await page.locator('#pools tr[data-pool="tank"]').waitFor({ timeout: WAIT });
     await runFromForm(page, "secure", ["echo secure"]);
     await waitForState(page, "secure", "finished");
-    assert.equal(await text(page, `${jobRow("secure")} td.result`), "ok");
+    await expectText(page, `${jobRow("secure")} td.result`, "ok");
   },
 
   // The daemon closes idle connections quickly here: the page reconnects by itself,
@@ -234,18 +286,20 @@ const scenarios = {
     });
     await page.waitForFunction(() => window.__conn.some((t) => /reconnecting in 1 s/.test(t)) &&
       document.getElementById("conn").textContent === "connected", null, { timeout: WAIT });
-    assert.ok(await page.locator("#login").isHidden(), "the page asked for the password again");
-    assert.ok(await page.evaluate(() => /^[0-9a-f]{64}$/.test(sessionStorage.getItem("sysadmd.token"))));
+    await expectHidden(page, "#login", "the page asked for the password again");
+    await eventually(async () => assert.ok(await page.evaluate(
+      () => /^[0-9a-f]{64}$/.test(sessionStorage.getItem("sysadmd.token"))), "no token kept"));
     await runFromForm(page, "again", ["echo again"]);
     await waitForState(page, "again", "finished");
-    assert.equal(await text(page, `${jobRow("again")} td.result`), "ok");
+    await expectText(page, `${jobRow("again")} td.result`, "ok");
 
     // Signing out forgets the token: a reload asks for the password.
     await page.click("#logout");
     await page.locator("#login").waitFor({ state: "visible" });
     await page.reload();
     await page.locator("#login").waitFor({ state: "visible" });
-    assert.equal(await page.evaluate(() => sessionStorage.getItem("sysadmd.token")), null);
+    await eventually(async () => assert.equal(
+      await page.evaluate(() => sessionStorage.getItem("sysadmd.token")), null));
   },
 };
 

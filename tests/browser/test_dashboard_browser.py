@@ -35,11 +35,12 @@ SNAPSHOT_LINE = "Fri Nov 27 10:00:00 UTC 2026: Creating snapshot on tank/data\n"
 def _missing():
     """What stops the scenarios from running, or None."""
     if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is not installed"
+        return f"{CHROMIUM} is not installed (apt-get install chromium; make test installs it)"
     if shutil.which("node") is None:
-        return "node (Node.js 20+) is not installed"
+        return "node is not installed (Node.js 20 or newer, with npm)"
     if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
-        return "playwright-core is not installed in tests/browser (npm ci failed)"
+        return ("playwright-core is not installed in tests/browser (npm ci there failed; "
+                "make test runs it)")
     return None
 
 
@@ -191,6 +192,7 @@ def test_reconnects_and_reauthenticates_with_its_token(browser, make_daemon, tmp
     daemon = _daemon(make_daemon, tmp_path, server_extra="idle_timeout = 3\n")
     scenario(daemon, "reconnect", tmp_path, password="admin-secret-pw")
     # One password login for the whole scenario: every reconnection used the token.
+    daemon.wait_for_log("admin authenticated")  # the log is read by another thread
     logins = [line for line in daemon.lines if "admin authenticated" in line]
     assert len(logins) == 1 and "by password" in logins[0], logins
 
