@@ -201,14 +201,9 @@ class BridgeServerProtocol(SysadmServerProtocol):
         self.channel.outbound.send_bounded(self.factory.prepare(data))
 
     def end(self, ending):
-        """Close the connection; a peer too slow for the relay is named by its id."""
+        """Close the connection (the channel has logged why); a peer too slow for the
+        relay is told so."""
         if ending is TOO_SLOW:
-            self._log.warn(
-                "closing {connection_id} from {peer}: more than {limit} bytes waiting for it",
-                connection_id=self.connection_id,
-                peer=self.peer_host,
-                limit=self.factory.settings.subscriber_buffer_bytes,
-            )
             self.close_with(CLOSE_POLICY, "Too slow: relay buffer full")
             return
         super().end(ending)

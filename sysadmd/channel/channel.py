@@ -243,17 +243,17 @@ class Channel:
 
     def _auth_timed_out(self):
         self._auth_call = None
-        self.log.info("ending {peer}: not authenticated in time", peer=self.peer)
+        self.log.info("closing {peer}: not authenticated in time", peer=self.peer)
         self.transport.end(AUTH_TIMEOUT)
 
     def _idle(self):
         self._idle_call = None
-        self.log.info("ending {peer}: idle", peer=self.peer)
+        self.log.info("closing {peer}: idle", peer=self.peer)
         self.transport.end(IDLE)
 
     def _overflowed(self):
         self.log.warn(
-            "ending slow client {peer}: more than {limit} bytes waiting for it",
+            "closing slow subscriber {peer}: more than {limit} bytes of events waiting",
             peer=self.peer,
             limit=self.settings.subscriber_buffer_bytes,
         )

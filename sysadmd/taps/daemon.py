@@ -26,6 +26,7 @@ from sysadmd.server.listening import ListenService
 from sysadmd.server.service import ConnectionsService
 from sysadmd.taps.app import (
     DaemonService,
+    Options,
     check_state_dir,
     exit_with,
     raise_open_file_limit,
@@ -35,6 +36,9 @@ from sysadmd.web.dashboard import Dashboard
 from sysadmd.web.metrics import Metrics, SysadmdCollector, registry_for
 from sysadmd.web.rest import RestGateway
 from sysadmd.web.site import Health, build_site
+
+# What twistd reads from this module (twisted/plugins/sysadmd_plugins.py).
+__all__ = ["Options", "makeService"]
 
 
 def _check_sources(config, factories, errors):
