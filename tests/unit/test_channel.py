@@ -111,6 +111,7 @@ def sign_in(channel):
 
 
 def test_the_channel_and_its_queue_provide_their_interfaces():
+    """The channel listens to its session; its outgoing queue is an event sink."""
     channel, _ = make_channel()
     assert verifyObject(ISessionListener, channel)
     assert verifyObject(IOutgoingQueue, channel.outbound)
@@ -144,6 +145,7 @@ def test_every_transport_provides_the_channel_transport_interface():
 
 
 def test_a_message_over_the_limit_is_answered_400_and_the_limit_grows_at_sign_in():
+    """preauth_max_message_bytes before sign-in, max_message_bytes after; the transport is told each limit."""
     channel, _ = make_channel(preauth_max_message_bytes=300, max_message_bytes=4096)
     assert channel.transport.limits == [300]
     request(channel, "rpc", "identify", {"pad": "x" * 400})
@@ -156,6 +158,7 @@ def test_a_message_over_the_limit_is_answered_400_and_the_limit_grows_at_sign_in
 
 
 def test_a_transport_that_can_pause_stops_reading_at_the_inflight_limit():
+    """Past max_inflight_requests a socket is not read; requests already read wait in order."""
     channel, _ = make_channel(max_inflight_requests=2)
     pending = []
     channel.parts.router.register("test", "slow", lambda s, a: pending.append(defer.Deferred()) or pending[-1], LIMITED)
@@ -172,6 +175,7 @@ def test_a_transport_that_can_pause_stops_reading_at_the_inflight_limit():
 
 
 def test_a_transport_that_cannot_pause_gets_503_past_the_inflight_limit():
+    """A relayed client cannot be paused: the request past the bound is answered 503."""
     channel, _ = make_channel(Recorder(can_pause_reading=False), max_inflight_requests=1)
     pending = []
     channel.parts.router.register("test", "slow", lambda s, a: pending.append(defer.Deferred()) or pending[-1], LIMITED)
@@ -186,6 +190,7 @@ def test_a_transport_that_cannot_pause_gets_503_past_the_inflight_limit():
 
 
 def test_no_authentication_in_time_ends_the_client():
+    """auth_timeout without signing in ends the client with AUTH_TIMEOUT."""
     channel, clock = make_channel(auth_timeout=5, idle_timeout=0)
     clock.advance(4.9)
     assert channel.transport.ended == []
@@ -194,6 +199,7 @@ def test_no_authentication_in_time_ends_the_client():
 
 
 def test_silence_ends_a_signed_in_client_and_each_message_restarts_the_timer():
+    """idle_timeout counts from the last message, signed in or not."""
     channel, clock = make_channel(auth_timeout=5, idle_timeout=10)
     sign_in(channel)
     clock.advance(9)
@@ -205,6 +211,7 @@ def test_silence_ends_a_signed_in_client_and_each_message_restarts_the_timer():
 
 
 def test_a_client_that_does_not_read_is_ended_in_disconnect_mode():
+    """A client that stops reading is not read, and past its buffer it is ended (disconnect mode)."""
     channel, _ = make_channel(subscriber_buffer_bytes=4096, slow_subscriber="disconnect", idle_timeout=0)
     sign_in(channel)
     request(channel, "events", "subscribe", ["demo"])
@@ -218,6 +225,7 @@ def test_a_client_that_does_not_read_is_ended_in_disconnect_mode():
 
 
 def test_close_releases_subscriptions_and_timers():
+    """Closing drops subscriptions and timers, and nothing is handled afterwards."""
     channel, clock = make_channel(auth_timeout=5, idle_timeout=10)
     sign_in(channel)
     request(channel, "events", "subscribe", ["demo"])
@@ -232,6 +240,7 @@ def test_close_releases_subscriptions_and_timers():
 
 @pytest.mark.parametrize("payload", [b"{", b"[]", b'{"id": 1}'])
 def test_undecodable_messages_are_answered_400(payload):
+    """Malformed frames get a 400 error reply, not a closed connection."""
     channel, _ = make_channel()
     channel.received(payload)
     [reply] = channel.transport.messages()
