@@ -6,6 +6,7 @@ import signal
 import time
 
 from tests.integration.harness import BASE_CONFIG, Client
+from tests.integration.procscan import group_members, kill_all, unique_sleep, wait_for_count
 
 
 def error_code(frame):
@@ -146,6 +147,46 @@ def test_kill_running_and_pending_jobs(admin):
     assert events["sleeper"]["process_details"]["killed"] == "true"
     assert "return_codes/echo waiting" not in events["waiting"]["process_details"]
     assert dispatcher(admin, "list")["jobs"]["pkg_queue"] == {}
+
+
+def _job_pgid(job_id, marker):
+    """The process group of the two sleeps a job ``sh -c 'sleep & sleep'`` started (after
+    checking both are there, in one group that is not the test's or the daemon's)."""
+    sleeps = wait_for_count(marker, 2)
+    assert len(sleeps) == 2, f"{job_id}: its two sleeps never ran"
+    (pgid,) = set(sleeps.values())
+    assert pgid != os.getpgid(0)
+    # The group is the job's shell's: its leader runs sh, not sleep.
+    assert pgid not in sleeps
+    with open(f"/proc/{pgid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[0] == b"sh"
+    return pgid
+
+
+def test_kill_and_timeout_stop_the_whole_process_group(admin):
+    """A job's command leads its own process group: a kill, or the job's timeout, sends
+    SIGTERM to the group, so the background sleep of sh -c 'sleep & sleep' dies with the
+    shell and nothing of the job is left running."""
+    subscribe(admin)
+    killed, timed = unique_sleep(), unique_sleep()
+    command = "sh -c 'sleep {0} & sleep {0}'"
+    try:
+        run(admin, grp_killed=command.format(killed))
+        run(admin, grp_timed=command.format(timed), timeout=1.5)
+        killed_pgid = _job_pgid("grp_killed", killed)
+        timed_pgid = _job_pgid("grp_timed", timed)
+        assert killed_pgid != timed_pgid, "each command has its own group"
+        assert dispatcher(admin, "kill", job_id="grp_killed")["killed"]["jobs"] == ["grp_killed"]
+        events = finished(admin, ["grp_killed", "grp_timed"], timeout=10)
+        assert events["grp_killed"]["process_details"]["killed"] == "true"
+        assert events["grp_timed"]["process_details"]["timed_out"] == "true"
+        for job_id, marker, pgid in (("grp_killed", killed, killed_pgid), ("grp_timed", timed, timed_pgid)):
+            assert events[job_id]["process_details"]["return_codes/" + command.format(marker)] == "-15"
+            assert wait_for_count(marker, 0, timeout=5) == {}, f"{job_id} left sleeps behind"
+            assert group_members(pgid) == [], f"something of {job_id}'s group survived"
+    finally:
+        kill_all(killed)
+        kill_all(timed)
 
 
 def test_pkg_queue_runs_one_job_at_a_time(admin):

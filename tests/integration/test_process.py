@@ -2,7 +2,6 @@
 stopping it stops its whole process group."""
 
 import os
-import uuid
 
 import pytest
 import pytest_twisted
@@ -10,6 +9,7 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet import task
 
 from sysadmd.util.process import ChildProcess, Exit, SessionProcess, stdin_null
+from tests.integration.procscan import alive_with, kill_all, unique_sleep
 
 
 def within(d, seconds=10):
@@ -19,30 +19,6 @@ def within(d, seconds=10):
 
 def pause(seconds):
     return task.deferLater(global_reactor, seconds, lambda: None)
-
-
-def unique_sleep():
-    """A sleep duration no other process has on its command line (GNU and BSD sleep
-    take fractions), to find the sleeps a test started."""
-    return "299." + str(uuid.uuid4().int)[:9]
-
-
-def alive_with(marker):
-    """Pids of live (not zombie) processes with ``marker`` as one of their arguments."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = f.read().decode("utf-8", "replace").split("\0")
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in argv and state != "Z":
-            pids.append(int(name))
-    return pids
 
 
 class Spied(SessionProcess):
@@ -93,17 +69,17 @@ def test_stop_leaves_nothing_of_the_group_running(same_cwd, tmp_path):
             if len(alive_with(marker)) == 2:
                 break
             yield pause(0.1)
-        assert len(alive_with(marker)) == 2
+        sleeps = alive_with(marker)
+        assert len(sleeps) == 2 and set(sleeps.values()) == {child.pid}, "both in the child's group"
         child.stop()
         yield within(child.ended)
         for _ in range(20):
             if not alive_with(marker):
                 break
             yield pause(0.1)
-        assert alive_with(marker) == []
+        assert alive_with(marker) == {}
     finally:
-        for pid in alive_with(marker):
-            os.kill(pid, 9)
+        kill_all(marker)
 
 
 @pytest_twisted.inlineCallbacks
@@ -128,7 +104,6 @@ def test_a_group_member_ignoring_term_gets_kill_after_the_grace():
             if not alive_with(marker):
                 break
             yield pause(0.1)
-        assert alive_with(marker) == []
+        assert alive_with(marker) == {}
     finally:
-        for pid in alive_with(marker):
-            os.kill(pid, 9)
+        kill_all(marker)
