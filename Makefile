@@ -21,10 +21,11 @@ run: $(STAMP)
 
 # tests/setup.sh first installs what the suite needs from the machine when it is missing
 # (zfs-fuse and its daemon, Chromium and playwright-core, openssl, ssh-keygen...), so that
-# as root on a fresh Debian machine nothing is skipped.
+# as root on a fresh Debian machine nothing is skipped. -rfEs: the closing summary names
+# every failure, error and skip, with the skip's reason (what to install).
 test: $(STAMP)
 	sh tests/setup.sh
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -rfEs tests
 
 # Speed and memory as ratios to baselines run alongside (bench/README.md); BENCH_QUICK=1
 # for a shorter run. Needs node and npm (the load client is installed with npm ci).
