@@ -156,8 +156,8 @@ def reactor_left_clean(request):
     yield
     leaks = _leaks(before)
     for _ in range(SETTLE_TURNS):
-        if not leaks:
-            return
+        if not leaks or not reactor.running:
+            break
         _spin(SETTLE_TURN_SECONDS)
         leaks = _leaks(before)
     if not leaks:
