@@ -39,6 +39,7 @@ class Settings:
     """The ``[dispatcher]`` options, parsed (see ``sysadmd.config.schema``)."""
 
     queues: Dict[str, int] = field(default_factory=lambda: OrderedDict(no_queue=0))
+    max_processes: int = 64
     default_timeout: float = 0.0
     kill_grace: float = 5.0
     update_interval: float = 1.0
@@ -73,7 +74,6 @@ class Dispatcher:
         self._state = "new"
         self._started = None
         self._waiters = []
-        self._dirty = OrderedDict()
         self._scheduling = False
         self._prune_loop = None
         self._throttle = events.UpdateThrottle(reactor, settings.update_interval, self._publish)
@@ -149,8 +149,7 @@ class Dispatcher:
             self._prune_loop = task.LoopingCall(self._prune)
             self._prune_loop.clock = self._reactor
             self._prune_loop.start(PRUNE_EVERY, now=False)
-        for queue in self.queues.values():
-            self._schedule(queue)
+        self._schedule()
         self._release_waiters()
 
     def _start_failed(self, failure):
@@ -272,7 +271,7 @@ class Dispatcher:
             job.announced = True
             if job.state == PENDING:
                 self._publish(job)
-                self._schedule(self.queues[job.queue])
+                self._schedule()
         if jobs:
             self._reactor.callLater(0, self._announce, jobs)
 
@@ -292,7 +291,7 @@ class Dispatcher:
             if job.state == PENDING:
                 self.queues[job.queue].discard(job)
                 self._forget(job)
-                self._schedule(self.queues[job.queue])
+                self._schedule()
         ids = ", ".join(job.job_id for job in jobs)
         job_s = "job" if len(jobs) == 1 else "jobs"
         what = f"{job_s.capitalize()} {ids} could not be recorded"
@@ -306,21 +305,32 @@ class Dispatcher:
 
     # -- running --------------------------------------------------------------------
 
-    def _schedule(self, queue):
+    def _schedule(self):
         # Not re-entrant: a job that finishes at once (cannot start) frees room while we
-        # are still starting others; loop instead of recursing.
-        self._dirty[queue.name] = queue
+        # are still starting others; the loop below sees that room, instead of recursing.
         if self._scheduling:
             return
         self._scheduling = True
         try:
-            while self._dirty and self._state == "ready":
-                _, current = self._dirty.popitem(last=False)
-                for job in current.take_startable():
-                    self._start_job(job)
+            limit = self.settings.max_processes
+            while self._state == "ready" and len(self._runs) < limit:
+                job = self._next_startable()
+                if job is None:
+                    break
+                self.queues[job.queue].take(job)
+                self._start_job(job)
         finally:
             self._scheduling = False
-            self._dirty.clear()
+
+    def _next_startable(self):
+        # Over all queues, the oldest job that may start: when max_processes frees a
+        # place, it goes to the job waiting longest, whatever its queue.
+        best = None
+        for queue in self.queues.values():
+            job = queue.startable()
+            if job is not None and (best is None or job.seq < best.seq):
+                best = job
+        return best
 
     def _start_job(self, job):
         job.state = RUNNING
@@ -375,7 +385,7 @@ class Dispatcher:
         d.addBoth(self._saved, job)
         self._log_unless_clean(job)
         self._publish(job)
-        self._schedule(queue)
+        self._schedule()
 
     def _log_unless_clean(self, job):
         # A clean run is in the history; one line per job would cost more than the job

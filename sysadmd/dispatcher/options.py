@@ -10,6 +10,12 @@ DISPATCHER = {
         "Job queues as NAME:MAX_RUNNING pairs (0 = unlimited), each first in, first out; "
         "jobs that name no queue go to no_queue (else the first listed).",
     ),
+    "max_processes": Option(
+        "64",
+        integer(1),
+        "Jobs running at once over all queues, unlimited ones included (each runs one "
+        "process at a time, with two pipes); jobs beyond it wait, in order, for one to end.",
+    ),
     "default_timeout": Option(
         "0", number(0), "Seconds a job may run before it is stopped (0 = no limit); a job's own timeout wins."
     ),

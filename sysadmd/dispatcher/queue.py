@@ -1,4 +1,5 @@
-"""Named FIFO queues, each starting jobs while fewer than ``max_running`` run."""
+"""Named FIFO queues, each starting jobs while fewer than ``max_running`` run (and, over
+all queues, fewer than ``[dispatcher] max_processes``: the scheduler's business)."""
 
 import re
 from collections import OrderedDict
@@ -61,19 +62,19 @@ class JobQueue:
         """Whether one more job may start."""
         return self.max_running == 0 or len(self.running) < self.max_running
 
-    def take_startable(self):
-        """Move the jobs that may start now from pending to running, in FIFO order, and
-        return them. A job not yet announced (committed to the database, then its pending
+    def startable(self):
+        """The job that may start next (the oldest pending) when the queue has room, or
+        None. A job not yet announced (committed to the database, then its pending
         event sent) blocks those behind it."""
-        started = []
-        while self.pending and self.has_room():
-            seq, job = next(iter(self.pending.items()))
-            if not job.announced:
-                break
-            del self.pending[seq]
-            self.running[seq] = job
-            started.append(job)
-        return started
+        if not self.pending or not self.has_room():
+            return None
+        job = next(iter(self.pending.values()))
+        return job if job.announced else None
+
+    def take(self, job):
+        """Move ``job`` (what :meth:`startable` returned) from pending to running."""
+        del self.pending[job.seq]
+        self.running[job.seq] = job
 
     def listing(self):
         """``list``'s view: id -> commands, state and queue position ("0" while running,

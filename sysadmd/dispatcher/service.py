@@ -43,6 +43,7 @@ def settings_from_config(config, environ=None):
     section = config["dispatcher"]
     return Settings(
         queues=section["queues"],
+        max_processes=section["max_processes"],
         default_timeout=section["default_timeout"],
         kill_grace=section["kill_grace"],
         update_interval=section["update_interval"],

@@ -11,8 +11,8 @@ def unique_sleep():
     return "299." + str(uuid.uuid4().int)[:9]
 
 
-def _live():
-    """(pid, argv, pgid) of every live (not zombie) process."""
+def _live(with_parent=False):
+    """(pid, argv, pgid) of every live (not zombie) process (and its parent's pid)."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -25,12 +25,22 @@ def _live():
         except (OSError, IndexError):
             continue
         if fields[0] != "Z":
-            yield int(name), argv, int(fields[2])
+            yield (int(name), argv, int(fields[2])) + ((int(fields[1]),) if with_parent else ())
 
 
 def group_members(pgid):
     """Pids of the live processes of process group ``pgid``."""
     return [pid for pid, _, group in _live() if group == pgid]
+
+
+def children_of(pid):
+    """Pids of the live child processes of ``pid``."""
+    return [child for child, _, _, parent in _live(with_parent=True) if parent == pid]
+
+
+def open_descriptors(pid):
+    """How many file descriptors ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def alive_with(marker):

@@ -3,10 +3,18 @@
 import datetime
 import os
 import signal
+import threading
 import time
 
 from tests.integration.harness import BASE_CONFIG, Client
-from tests.integration.procscan import group_members, kill_all, unique_sleep, wait_for_count
+from tests.integration.procscan import (
+    children_of,
+    group_members,
+    kill_all,
+    open_descriptors,
+    unique_sleep,
+    wait_for_count,
+)
 
 
 def error_code(frame):
@@ -216,6 +224,62 @@ def test_two_hundred_jobs_all_finish(admin):
     assert sum(1 for e in seen if e["state"] == "finished") == 200
     assert all(e["process_details"]["return_codes/true"] == "0" for e in events.values())
     assert len(dispatcher(admin, "history", limit=500)["history"]) == 200
+
+
+class Sampler(threading.Thread):
+    """Samples the daemon's children and open descriptors every few milliseconds, and
+    keeps the highest counts."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.most_children = self.most_fds = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(0.005):
+            try:
+                self.most_children = max(self.most_children, len(children_of(self.pid)))
+                self.most_fds = max(self.most_fds, open_descriptors(self.pid))
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping.set()
+        if self.ident is not None:
+            self.join()
+
+
+def test_max_processes_bounds_children_and_descriptors_of_a_big_request(make_daemon):
+    """400 jobs in the unlimited no_queue with max_processes = 8: never more than 8
+    children (and their pipes) at once, whatever the request's size, and every job
+    runs, in the order asked for, to a clean finish."""
+    daemon = make_daemon(config=BASE_CONFIG + "\n[dispatcher]\nmax_processes = 8\n", start=False)
+    daemon.add_user("admin", "admin-secret-pw", "full")
+    daemon.start()
+    client = login(daemon)
+    sampler = Sampler(daemon.process.pid)
+    try:
+        subscribe(client)
+        idle_fds = open_descriptors(daemon.process.pid)
+        ids = [f"many-{i:03d}" for i in range(400)]
+        sampler.start()
+        assert sorted(run(client, **{job_id: "sleep 0.05" for job_id in ids})["args"]["started"]) == ids
+        seen = []
+        events = finished(client, ids, timeout=20, seen=seen)
+        sampler.stop()
+        assert all(e["process_details"]["return_codes/sleep 0.05"] == "0" for e in events.values())
+        assert 1 <= sampler.most_children <= 8
+        # Two pipes per running child, and some slack for the client and the database.
+        assert sampler.most_fds <= idle_fds + 2 * 8 + 8, (idle_fds, sampler.most_fds)
+        first_running = []
+        for args in seen:
+            if args["state"] == "running" and args["process_id"] not in first_running:
+                first_running.append(args["process_id"])
+        assert first_running == ids
+    finally:
+        sampler.stop()
+        client.close()
 
 
 def test_reused_live_id_gets_409_and_nothing_starts(admin):

@@ -172,6 +172,7 @@ def test_dispatcher_defaults():
     section = load_daemon_config(text="")["dispatcher"]
     assert section == {
         "queues": {"no_queue": 0, "pkg_queue": 1, "iocage_queue": 1},
+        "max_processes": 64,
         "default_timeout": 0.0,
         "kill_grace": 5.0,
         "update_interval": 1.0,
@@ -203,10 +204,13 @@ def test_bad_queue_specs(spec, problem):
 def test_config_errors_are_reported_together():
     """A bad queue spec is reported with the file, section and key, beside other errors."""
     with pytest.raises(ConfigErrors) as info:
-        load_daemon_config(text="[dispatcher]\nqueues = pkg\nkill_grace = soon\n", source="x.ini")
+        load_daemon_config(
+            text="[dispatcher]\nqueues = pkg\nkill_grace = soon\nmax_processes = 0\n", source="x.ini"
+        )
     text = str(info.value)
     assert "x.ini: [dispatcher] queues:" in text
     assert "x.ini: [dispatcher] kill_grace:" in text
+    assert "x.ini: [dispatcher] max_processes:" in text
 
 
 def test_build_dispatcher_checks_cwd_and_database(tmp_path):

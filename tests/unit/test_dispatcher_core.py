@@ -427,7 +427,8 @@ def test_a_big_request_is_announced_over_several_turns(tmp_path):
     """A request of more than ANNOUNCE_PER_TURN jobs sends that many pending events per
     reactor turn (so connections can send between bursts); a job starts only after its
     pending event, even in an unlimited queue, and every job is announced once."""
-    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0")
+    # max_processes (tested in test_dispatcher_scheduler.py) must not be what stops them.
+    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0", max_processes=10_000)
     count = ANNOUNCE_PER_TURN * 2 + 10
     ids = [f"j{i}" for i in range(count)]
     assert result_of(dispatcher.submit_many([(i, "true") for i in ids])) == ids
@@ -444,7 +445,7 @@ def test_a_big_request_is_announced_over_several_turns(tmp_path):
 def test_a_job_killed_before_it_is_announced_finishes_once(tmp_path):
     """Killing a job still waiting for its pending event finishes it at once; it is not
     announced or started afterwards."""
-    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0")
+    reactor, dispatcher, events = make_dispatcher(tmp_path, queues="no_queue:0", max_processes=10_000)
     ids = [f"j{i}" for i in range(ANNOUNCE_PER_TURN + 1)]
     dispatcher.submit_many([(i, "true") for i in ids])
     last = ids[-1]
