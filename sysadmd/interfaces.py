@@ -143,3 +143,31 @@ class IChannelTransport(Interface):
         """End the client's connection or session for ``ending`` (a
         :class:`sysadmd.channel.channel.Ending`: a close code and reason for a WebSocket,
         an error notice for a client that cannot be disconnected from here)."""
+
+
+class IJobObserver(Interface):
+    """Told how one dispatcher job's run goes (:class:`sysadmd.dispatcher.runner.JobRun`),
+    in this order, on the reactor thread: for each command ``command_started``, any number
+    of ``command_output``, ``command_finished``; then ``job_finished`` once. A command that
+    cannot start is reported as started and finished (return code -1).
+
+    An implementer must return at once and must not raise: the run calls on with its next
+    command right after, and an exception would break its chain. It may start other work
+    (the next job of a queue) from any of them, ``job_finished`` included.
+    """
+
+    def command_started(job, index):
+        """Command ``index`` of ``job`` (a :class:`sysadmd.dispatcher.job.Job`) starts;
+        ``job.current`` is ``index``. What the previous command left (its log and return
+        code) is final now."""
+
+    def command_output(job, index):
+        """Output of command ``index`` was appended to ``job.logs[index]``."""
+
+    def command_finished(job, index, return_code):
+        """Command ``index`` ended: ``return_code`` is its exit status, -N for a death by
+        signal N, -1 when it could not start. ``job.logs[index]`` (if any) is complete."""
+
+    def job_finished(job):
+        """Nothing of ``job`` runs any more (its chain ended, failed, was killed or timed
+        out: ``job.killed``, ``job.timed_out`` say which flags apply). Called once."""
