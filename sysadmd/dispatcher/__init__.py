@@ -5,10 +5,16 @@ Parts, one module each:
 - ``queue``: named FIFO queues with a ``max_running`` limit, and the ``[dispatcher] queues``
   parser;
 - ``job``: the job model, per-command logs with byte caps, and the errors ``submit`` fails with;
-- ``runner``: the ``ProcessProtocol`` and the chain of one job's commands (timeouts, kill);
+- ``runner``: the chain of one job's commands (timeouts, kill), each a
+  ``sysadmd.util.process.ChildProcess``, reported to an ``IJobObserver``;
 - ``events``: the pending / running / finished event payloads and the update throttle;
-- ``store``: SQLite history and crash recovery, written by one worker thread; writes that
+- ``database``: the SQLite schema, the operations and the worker thread that runs them;
+- ``store``: the ordered journal of writes to it (history and crash recovery); writes that
   fail (a full state directory) are kept in order and retried;
+- ``lifecycle``: start (recovery), readiness, pruning and stop;
+- ``scheduler``: which job starts when (queues, ``max_processes``, announcements);
+- ``table``: the jobs in memory, by id;
+- ``progress``: starts runs and turns what they report into events and records;
 - ``core``: :class:`~sysadmd.dispatcher.core.Dispatcher`, which ties them together;
 - ``api``: the ``rpc/dispatcher`` call;
 - ``service``: the Service that starts and stops it, built from the configuration.

@@ -1,42 +1,39 @@
-"""The dispatcher: queues, jobs, their processes, events and persistence, tied together.
+"""The dispatcher: its parts tied together behind the API the rest of the daemon uses.
 
 Everything here runs on the reactor thread; the store does its I/O on its own thread and
-answers with Deferreds. A job's life: ``submit`` reserves its id and queues it; once its
-row is committed it gets its pending event and may start; it starts when its queue has
-room; it finishes once, whatever happens (success, failure, kill, timeout, shutdown).
+answers with Deferreds. A job's life: ``submit`` reserves its id and queues it (held);
+once its row is committed it is announced (its pending event) and may start; it starts
+when the scheduler gives it a place; it finishes once, whatever happens (success, failure,
+kill, timeout, shutdown). The parts:
+
+- :class:`~sysadmd.dispatcher.lifecycle.Lifecycle`: start (recovery), readiness, pruning,
+  stop;
+- :class:`~sysadmd.dispatcher.scheduler.Scheduler`: the queues, ``max_processes``, the
+  announcement of new jobs;
+- :class:`~sysadmd.dispatcher.table.JobTable`: the jobs in memory, by id;
+- :class:`~sysadmd.dispatcher.progress.JobProgress`: starts runs and turns what they
+  report (:class:`~sysadmd.interfaces.IJobObserver`) into events and records.
 """
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from sysadmd.dispatcher import events
-from sysadmd.dispatcher.job import (
-    FINISHED,
-    PENDING,
-    RUNNING,
-    DispatcherUnavailable,
-    DuplicateJob,
-    InvalidJob,
-    Job,
-    check_job,
-)
-from sysadmd.dispatcher.queue import JobQueue, default_queue
-from sysadmd.dispatcher.runner import JobRun
-from sysadmd.util.process import ExecutableLookup
+from sysadmd.dispatcher.job import PENDING, DispatcherUnavailable, InvalidJob, Job, check_job
+from sysadmd.dispatcher.lifecycle import Lifecycle
+from sysadmd.dispatcher.progress import JobProgress
+from sysadmd.dispatcher.scheduler import Scheduler
 from sysadmd.dispatcher.store import Unwritable
-
-PRUNE_EVERY = 3600.0
-ANNOUNCE_PER_TURN = 256
-DAY = 86400.0
+from sysadmd.dispatcher.table import JobTable
 
 
 @dataclass
 class Settings:
-    """The ``[dispatcher]`` options, parsed (see ``sysadmd.config.schema``)."""
+    """The ``[dispatcher]`` options, parsed (see ``sysadmd.dispatcher.options``)."""
 
     queues: Dict[str, int] = field(default_factory=lambda: OrderedDict(no_queue=0))
     max_processes: int = 64
@@ -54,6 +51,8 @@ class Dispatcher:
     """Runs jobs; see the package docstring for ``submit``, the plugin API.
 
     ``listener(args)`` callables added with :meth:`add_listener` get every event's args.
+    ``queues`` (name -> :class:`~sysadmd.dispatcher.queue.JobQueue`) and ``default_queue``
+    are read by the API and the metrics.
     """
 
     log = Logger()
@@ -62,22 +61,26 @@ class Dispatcher:
         self._reactor = reactor
         self._store = store
         self.settings = settings
-        self.queues = OrderedDict(
-            (name, JobQueue(name, limit)) for name, limit in settings.queues.items()
-        )
-        self.default_queue = default_queue(settings.queues)
-        self._live = {}
-        self._saving = {}
-        self._runs = {}
         self._listeners = []
         self._seq = 0
-        self._state = "new"
-        self._started = None
-        self._waiters = []
-        self._scheduling = False
-        self._prune_loop = None
-        self._throttle = events.UpdateThrottle(reactor, settings.update_interval, self._publish)
-        self._lookup = ExecutableLookup(reactor)
+        self._table = JobTable()
+        self._scheduler = Scheduler(
+            reactor, settings.queues, settings.max_processes, self._start_job, self._table.running
+        )
+        self._progress = JobProgress(reactor, settings, store, self._table, self._scheduler, self._publish)
+        self._lifecycle = Lifecycle(
+            reactor, store, settings.history_days, self._recovered, self._stopping, self._stop_jobs
+        )
+
+    @property
+    def queues(self):
+        """The queues by name, in configuration order."""
+        return self._scheduler.queues
+
+    @property
+    def default_queue(self):
+        """The queue of jobs that name none."""
+        return self._scheduler.default_queue
 
     # -- events ---------------------------------------------------------------------
 
@@ -106,31 +109,21 @@ class Dispatcher:
         """Open the database, recover the last run's jobs and start queued ones. Returns
         a Deferred that fires when ready (a failure is logged and makes every request
         fail with :class:`DispatcherUnavailable`)."""
-        self._state = "starting"
-        now = self._reactor.seconds()
-        cutoff = now - self.settings.history_days * DAY if self.settings.history_days else None
-        try:
-            self._store.open(self._reactor)
-            d = self._store.startup(now, events.iso_time(now), cutoff)
-        except Exception:
-            d = defer.fail()
-        d.addCallbacks(self._recovered, self._start_failed)
-        self._started = d
-        return d
+        return self._lifecycle.start()
 
-    def _recovered(self, result):
-        pending, last, interrupted, pruned = result
+    def when_ready(self):
+        """A Deferred that fires once the last run's jobs are recovered, or fails with
+        :class:`DispatcherUnavailable`."""
+        return self._lifecycle.when_ready()
+
+    def stop(self):
+        """Stop: no job starts any more; running jobs get SIGTERM (SIGKILL after the grace
+        period) and are recorded as interrupted; fires once every child has exited and the
+        database is closed. Pending jobs stay queued for the next start."""
+        return self._lifecycle.stop()
+
+    def _recovered(self, pending, last):
         self._seq = last
-        for job_id in interrupted:
-            self.log.warn(
-                "job {job_id} was running when the daemon last stopped; recorded as interrupted",
-                job_id=job_id,
-            )
-        if pruned:
-            self.log.info("dispatcher history: {count} old jobs pruned", count=pruned)
-        if self._state != "starting":
-            return
-        self._state = "ready"
         for job in pending:
             if job.queue not in self.queues:
                 self.log.warn(
@@ -140,76 +133,30 @@ class Dispatcher:
                     default=self.default_queue,
                 )
                 job.queue = self.default_queue
-            self._live[job.job_id] = job
-            self.queues[job.queue].add(job)
+            self._table.add(job)
+            # Recovered: recorded already, and its pending event goes out now.
+            self._scheduler.add(job, announced=True)
             self._publish(job)
         if pending:
             self.log.info("dispatcher: {count} pending jobs queued again", count=len(pending))
-        if self.settings.history_days:
-            self._prune_loop = task.LoopingCall(self._prune)
-            self._prune_loop.clock = self._reactor
-            self._prune_loop.start(PRUNE_EVERY, now=False)
-        self._schedule()
-        self._release_waiters()
+        self._scheduler.accepting = True
+        self._scheduler.schedule()
 
-    def _start_failed(self, failure):
-        self.log.failure("the dispatcher's database cannot be used; no job can run", failure)
-        self._state = "failed"
-        self._release_waiters()
+    def _stopping(self):
+        self._scheduler.accepting = False
 
-    def _release_waiters(self):
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            self._check_ready(d)
-
-    def _check_ready(self, d):
-        if self._state == "ready":
-            d.callback(None)
-        elif self._state in ("new", "starting"):
-            self._waiters.append(d)
-        else:
-            reason = "its database failed" if self._state == "failed" else "the daemon is stopping"
-            d.errback(DispatcherUnavailable(f"The dispatcher is unavailable: {reason}."))
-
-    def when_ready(self):
-        """A Deferred that fires once the last run's jobs are recovered, or fails with
-        :class:`DispatcherUnavailable`."""
-        d = defer.Deferred()
-        self._check_ready(d)
-        return d
-
-    def _prune(self):
-        cutoff = self._reactor.seconds() - self.settings.history_days * DAY
-        d = self._store.prune(cutoff)
-        d.addErrback(lambda f: self.log.failure("pruning dispatcher history failed", f))
-        return d
-
-    @defer.inlineCallbacks
-    def stop(self):
-        """Stop: no job starts any more; running jobs get SIGTERM (SIGKILL after the grace
-        period) and are recorded as interrupted; fires once every child has exited and the
-        database is closed. Pending jobs stay queued for the next start."""
-        started, self._started = self._started, None
-        self._state = "stopping"
-        self._release_waiters()
-        if started is not None:
-            yield started
-        if self._prune_loop is not None and self._prune_loop.running:
-            self._prune_loop.stop()
-        runs = list(self._runs.values())
+    def _stop_jobs(self):
+        runs = self._table.runs()
         for run in runs:
             run.job.interrupted = True
             run.kill()
         if runs:
             self.log.info("dispatcher: waiting for {count} running jobs to stop", count=len(runs))
-        yield defer.DeferredList([run.done for run in runs])
-        self._throttle.close()
-        if started is not None:
-            try:
-                yield self._store.close()
-            except Exception:
-                self.log.failure("closing the dispatcher database failed")
-        self._state = "stopped"
+        d = defer.DeferredList([run.done for run in runs])
+        return d.addCallback(lambda _: self._progress.close())
+
+    def _start_job(self, job):
+        self._progress.start(job)
 
     # -- submitting -----------------------------------------------------------------
 
@@ -239,41 +186,23 @@ class Dispatcher:
         return d
 
     def _enqueue(self, checked, queue, timeout, event_system, extra):
-        if self._state != "ready":
-            raise DispatcherUnavailable("The dispatcher is unavailable: the daemon is stopping.")
-        live = [job_id for job_id, _, _ in checked if job_id in self._live]
-        if live:
-            raise DuplicateJob(f"Already pending or running: {', '.join(live)}")
-        jobs = []
-        for job_id, commands, argvs in checked:
-            self._seq += 1
-            job = Job(self._seq, job_id, commands, queue, timeout, event_system, extra, argvs)
-            self._live[job_id] = job
-            self.queues[queue].add(job)
-            jobs.append(job)
+        if not self._lifecycle.ready:
+            raise self._lifecycle.unavailable()
+        jobs = [
+            Job(self._seq + n, job_id, commands, queue, timeout, event_system, extra, argvs)
+            for n, (job_id, commands, argvs) in enumerate(checked, 1)
+        ]
+        self._table.reserve(jobs)
+        self._seq += len(jobs)
+        for job in jobs:
+            self._scheduler.add(job)
         # One write for all: recorded all or none.
         d = self._store.insert(*jobs)
         return d.addCallbacks(self._recorded, self._not_recorded, callbackArgs=(jobs,), errbackArgs=(jobs,))
 
     def _recorded(self, _, jobs):
-        self._announce(deque(jobs))
+        self._scheduler.announce(jobs, self._publish)
         return [job.job_id for job in jobs]
-
-    def _announce(self, jobs):
-        # A big request's pending events go out ANNOUNCE_PER_TURN per reactor turn, so
-        # connections send between them: one turn's burst must fit in a subscriber's
-        # buffer (subscriber_buffer_bytes), or a client that reads well would miss events.
-        # A job starts only once announced, so its running event never comes first.
-        if self._state != "ready":
-            return
-        for _ in range(min(len(jobs), ANNOUNCE_PER_TURN)):
-            job = jobs.popleft()
-            job.announced = True
-            if job.state == PENDING:
-                self._publish(job)
-                self._schedule()
-        if jobs:
-            self._reactor.callLater(0, self._announce, jobs)
 
     def _not_recorded(self, failure, jobs):
         for job in jobs:
@@ -288,127 +217,16 @@ class Dispatcher:
                 self.log.failure(
                     "job {job_id} could not be recorded; it will not run", failure, job_id=job.job_id
                 )
-            if job.state == PENDING:
-                self.queues[job.queue].discard(job)
-                self._forget(job)
-                self._schedule()
+            if job.state == PENDING:  # not killed meanwhile
+                self._scheduler.discard(job)
+                self._table.forget(job)
+        self._scheduler.schedule()
         ids = ", ".join(job.job_id for job in jobs)
         job_s = "job" if len(jobs) == 1 else "jobs"
         what = f"{job_s.capitalize()} {ids} could not be recorded"
         if failure.check(Unwritable):
             raise DispatcherUnavailable(f"{what}: {failure.value} — {job_s} not started.")
         raise DispatcherUnavailable(f"{what}.")
-
-    def _forget(self, job):
-        if self._live.get(job.job_id) is job:
-            del self._live[job.job_id]
-
-    # -- running --------------------------------------------------------------------
-
-    def _schedule(self):
-        # Not re-entrant: a job that finishes at once (cannot start) frees room while we
-        # are still starting others; the loop below sees that room, instead of recursing.
-        if self._scheduling:
-            return
-        self._scheduling = True
-        try:
-            limit = self.settings.max_processes
-            while self._state == "ready" and len(self._runs) < limit:
-                job = self._next_startable()
-                if job is None:
-                    break
-                self.queues[job.queue].take(job)
-                self._start_job(job)
-        finally:
-            self._scheduling = False
-
-    def _next_startable(self):
-        # Over all queues, the oldest job that may start: when max_processes frees a
-        # place, it goes to the job waiting longest, whatever its queue.
-        best = None
-        for queue in self.queues.values():
-            job = queue.startable()
-            if job is not None and (best is None or job.seq < best.seq):
-                best = job
-        return best
-
-    def _start_job(self, job):
-        job.state = RUNNING
-        job.time_started = events.iso_time(self._reactor.seconds())
-        self._store.running(job).addErrback(self._write_failed, job)
-        timeout = job.timeout if job.timeout is not None else self.settings.default_timeout
-        settings = self.settings
-        run = JobRun(
-            self._reactor, job, settings.env, settings.cwd, settings.kill_grace,
-            settings.store_log_bytes, self, timeout, self._lookup,
-        )
-        self._runs[job.seq] = run
-        run.start()
-
-    def command_started(self, job, index):
-        """JobRun: the job started, or moved on to its next command."""
-        self._save_outputs(job)
-        self._throttle.changed(job)
-
-    def command_output(self, job, index):
-        """JobRun: output was appended to the current command's log."""
-        self._throttle.output(job)
-
-    def command_finished(self, job, index, rc):
-        """JobRun: a command ended with return code ``rc``. Its log and return code are
-        saved with what JobRun reports next, in the same reactor turn: the next command's
-        start or the job's end (one write with the finish)."""
-        job.return_codes[index] = rc
-        job.unsaved_outputs.append(index)
-
-    def _save_outputs(self, job):
-        if job.unsaved_outputs:
-            indexes, job.unsaved_outputs = job.unsaved_outputs, []
-            self._store.output(job, indexes).addErrback(self._write_failed, job)
-
-    def job_finished(self, job):
-        """JobRun (or a kill of a pending job): the job is over."""
-        now = self._reactor.seconds()
-        job.state = FINISHED
-        job.finished_at = now
-        job.time_finished = events.iso_time(now)
-        self._throttle.forget(job)
-        self._runs.pop(job.seq, None)
-        queue = self.queues[job.queue]
-        queue.discard(job)
-        self._forget(job)
-        # Until its finish is committed (later, if the disk is full), log answers from here.
-        self._saving[job.job_id] = job
-        indexes, job.unsaved_outputs = job.unsaved_outputs, []
-        d = self._store.finish(job, indexes)
-        d.addErrback(self._write_failed, job)
-        d.addBoth(self._saved, job)
-        self._log_unless_clean(job)
-        self._publish(job)
-        self._schedule()
-
-    def _log_unless_clean(self, job):
-        # A clean run is in the history; one line per job would cost more than the job
-        # (Twisted formats each line at once) and bury the failures.
-        flags = job.flags()
-        codes = [job.return_codes[i] for i in sorted(job.return_codes)]
-        if not flags and codes and not any(codes):
-            return
-        self.log.info(
-            "job {job_id} finished: return codes {codes}{flags}",
-            job_id=job.job_id,
-            codes=codes,
-            flags="".join(f", {name}" for name in flags),
-        )
-
-    def _write_failed(self, failure, job):
-        # Unwritable: kept and retried until stop, where the store logs what was lost.
-        if not failure.check(Unwritable):
-            self.log.failure("recording job {job_id} failed", failure, job_id=job.job_id)
-
-    def _saved(self, _, job):
-        if self._saving.get(job.job_id) is job:
-            del self._saving[job.job_id]
 
     # -- requests -------------------------------------------------------------------
 
@@ -417,25 +235,25 @@ class Dispatcher:
         one is stopped (SIGTERM, then SIGKILL). Returns the ids found."""
         found = []
         for job_id in job_ids:
-            job = self._live.get(job_id)
-            if job is None:
+            hit = self._table.kill(job_id)
+            if hit is None:
                 continue
             found.append(job_id)
-            job.killed = True
-            if job.state == PENDING:
-                self.job_finished(job)
+            job, run = hit
+            if run is None:
+                self._progress.job_finished(job)
             else:
-                self._runs[job.seq].kill()
+                run.kill()
         return found
 
     def list_jobs(self):
         """``list``'s answer: queue -> job id -> commands, state, queue_position."""
-        return {name: queue.listing() for name, queue in self.queues.items()}
+        return self._scheduler.listing()
 
     def details(self, job_id):
         """A Deferred of the full ``process_details`` of the live job, or else of the
         newest recorded one, named ``job_id`` (None when there is none)."""
-        job = self._live.get(job_id) or self._saving.get(job_id)
+        job = self._table.find(job_id)
         if job is not None:
             return defer.succeed(events.process_details(job))
         d = self._store.details(job_id)

@@ -311,7 +311,6 @@ def _job(row):
      time_started, time_finished, finished_at, flags) = row
     job = Job(seq, job_id, json.loads(commands), queue_name, timeout, event_system, json.loads(extra))
     job.state = state
-    job.announced = True  # recovered: the dispatcher sends its pending event at once
     job.time_started = time_started
     job.time_finished = time_finished
     job.finished_at = finished_at

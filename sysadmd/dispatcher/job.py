@@ -123,15 +123,12 @@ class Job:
         self.event_system = event_system
         self.extra = dict(extra or {})
         self.state = PENDING
-        # Recorded in the database and its pending event sent: it may start.
-        self.announced = False
         self.time_started = None
         self.time_finished = None
         self.finished_at = None
         self.current = None
         self.logs = {}
         self.return_codes = {}
-        self.unsaved_outputs = []  # finished commands whose output is not yet written
         self.timed_out = False
         self.interrupted = False
         self.killed = False

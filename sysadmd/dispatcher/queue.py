@@ -45,18 +45,27 @@ class JobQueue:
         self.max_running = max_running
         self.pending = OrderedDict()
         self.running = OrderedDict()
+        # Pending jobs not yet announced (recorded, then their pending event sent).
+        self._held = set()
 
     def __repr__(self):
         return f"<JobQueue {self.name} {len(self.running)}/{self.max_running or 'inf'} +{len(self.pending)}>"
 
-    def add(self, job):
-        """Append a pending job."""
+    def add(self, job, held=False):
+        """Append a pending job; a ``held`` one cannot start before :meth:`release`."""
         self.pending[job.seq] = job
+        if held:
+            self._held.add(job.seq)
+
+    def release(self, job):
+        """``job`` has been announced: it may start."""
+        self._held.discard(job.seq)
 
     def discard(self, job):
         """Forget ``job`` wherever it is."""
         self.pending.pop(job.seq, None)
         self.running.pop(job.seq, None)
+        self._held.discard(job.seq)
 
     def has_room(self):
         """Whether one more job may start."""
@@ -64,12 +73,11 @@ class JobQueue:
 
     def startable(self):
         """The job that may start next (the oldest pending) when the queue has room, or
-        None. A job not yet announced (committed to the database, then its pending
-        event sent) blocks those behind it."""
+        None. A held job (not yet announced) blocks those behind it."""
         if not self.pending or not self.has_room():
             return None
-        job = next(iter(self.pending.values()))
-        return job if job.announced else None
+        seq, job = next(iter(self.pending.items()))
+        return None if seq in self._held else job
 
     def take(self, job):
         """Move ``job`` (what :meth:`startable` returned) from pending to running."""

@@ -14,6 +14,7 @@ import pwd
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from sysadmd.interfaces import IJobObserver
 from sysadmd.util.commands import DEFAULT_PATH
 from sysadmd.util.process import ChildProcess, find_executable
 from sysadmd.util.timers import cancel_call
@@ -45,19 +46,17 @@ def _home():
 
 
 class JobRun:
-    """Runs ``job``'s commands in order and reports to ``listener``:
-
-    - ``command_started(job, index)`` before each command;
-    - ``command_output(job, index)`` after output was appended to ``job.logs[index]``;
-    - ``command_finished(job, index, return_code)`` after each command;
-    - ``job_finished(job)`` once, when nothing of the job runs any more.
+    """Runs ``job``'s commands in order and reports to ``observer``, an
+    :class:`~sysadmd.interfaces.IJobObserver`: ``command_started``, ``command_output``
+    (after output was appended to ``job.logs[index]``) and ``command_finished`` for each
+    command, then ``job_finished`` once, when nothing of the job runs any more.
 
     ``done`` fires with the job after ``job_finished``. ``timeout`` (seconds, 0 or None for
     none) covers the whole job. ``lookup`` finds executables (``find_executable`` by
     default; the dispatcher shares one ``ExecutableLookup`` between its jobs).
     """
 
-    def __init__(self, reactor, job, env, cwd, kill_grace, log_cap, listener, timeout=None,
+    def __init__(self, reactor, job, env, cwd, kill_grace, log_cap, observer, timeout=None,
                  lookup=find_executable):
         self._reactor = reactor
         self._lookup = lookup
@@ -66,7 +65,8 @@ class JobRun:
         self._cwd = cwd
         self._kill_grace = kill_grace
         self._log_cap = log_cap
-        self._listener = listener
+        # Adapting checks it declares the interface (a TypeError otherwise).
+        self._observer = IJobObserver(observer)
         self._timeout = timeout
         self._timeout_call = None
         self._process = None
@@ -85,15 +85,15 @@ class JobRun:
             self._finish()
             return
         job.current = index
-        self._listener.command_started(job, index)
-        listener = self._listener
+        self._observer.command_started(job, index)
+        observer = self._observer
         cap = self._log_cap
 
         def output(fd, data):
             # stdout and stderr share the log, in arrival order; a log exists only once
             # there is output.
             job.log_for(index, cap).feed(data)
-            listener.command_output(job, index)
+            observer.command_output(job, index)
 
         process = ChildProcess(self._reactor, output, self._kill_grace, on_kill=self._ignored_term)
         reason = self._spawn(process, index)
@@ -134,7 +134,7 @@ class JobRun:
         job = self.job
         if index in job.logs:
             job.logs[index].close()
-        self._listener.command_finished(job, index, rc)
+        self._observer.command_finished(job, index, rc)
         if rc != 0:
             self._finish()
         else:
@@ -166,5 +166,5 @@ class JobRun:
     def _finish(self):
         self._timeout_call = cancel_call(self._timeout_call)
         self.job.current = None
-        self._listener.job_finished(self.job)
+        self._observer.job_finished(self.job)
         self.done.callback(self.job)

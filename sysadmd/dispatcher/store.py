@@ -133,6 +133,9 @@ class Store:
         self._delay = RETRY_FIRST
         self._failing = None
         self._closing = False
+        # Job seq -> indexes of its finished commands whose output is not yet written:
+        # it goes with the job's next record (its next command's start, or its finish).
+        self._outputs_due = {}
 
     def open(self, reactor):
         """Start the worker (which opens the database); ``reactor`` times the retries."""
@@ -174,16 +177,24 @@ class Store:
         """Record that the job started."""
         return self._write(f"job {job.job_id} started", db.mark_running, (job.seq, job.time_started))
 
-    def output(self, job, indexes):
-        """Record the logs (each at most its cap, ``store_log_bytes``) and return codes of
-        the job's commands ``indexes``."""
+    def command_ended(self, job, index):
+        """Command ``index`` of the job ended: its log (at most its cap,
+        ``store_log_bytes``) and return code are written with the job's next record."""
+        self._outputs_due.setdefault(job.seq, []).append(index)
+
+    def save_outputs(self, job):
+        """Record the outputs of the job's commands ended since its last record; returns
+        the write's Deferred, or None when there is nothing to write."""
+        indexes = self._outputs_due.pop(job.seq, None)
+        if not indexes:
+            return None
         rows, what = _outputs(job, indexes)
         return self._write("; ".join(what), db.save_outputs, (rows,))
 
-    def finish(self, job, indexes=()):
+    def finish(self, job):
         """Record that the job finished (its flags and finish time), with the outputs of
-        its commands ``indexes`` (as :meth:`output`), in one write."""
-        rows, what = _outputs(job, indexes)
+        its commands ended since its last record, in one write."""
+        rows, what = _outputs(job, self._outputs_due.pop(job.seq, ()))
         flags = job.flags()
         what.append(f"job {job.job_id} finished" + "".join(f", {name}" for name in flags))
         args = (rows, job.seq, job.time_finished, job.finished_at, flags)

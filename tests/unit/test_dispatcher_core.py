@@ -5,7 +5,7 @@ import os
 import pytest
 from twisted.logger import capturedLogs, formatEvent
 
-from sysadmd.dispatcher.core import ANNOUNCE_PER_TURN
+from sysadmd.dispatcher.scheduler import ANNOUNCE_PER_TURN
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
 from sysadmd.util.process import PIPE_GRACE, stdin_null
@@ -141,7 +141,7 @@ def test_only_jobs_that_did_not_end_cleanly_are_logged(tmp_path):
         dispatcher.submit("killed", "sleep 60")
         dispatcher.kill(["killed"])
         reactor.processes[4].exit(signal=15)
-    lines = [formatEvent(e) for e in captured if e.get("log_namespace") == "sysadmd.dispatcher.core.Dispatcher"]
+    lines = [formatEvent(e) for e in captured if e.get("log_namespace") == "sysadmd.dispatcher.progress.JobProgress"]
     assert lines == [
         "job failed finished: return codes [0, 1]",
         "job killed finished: return codes [-15], killed",

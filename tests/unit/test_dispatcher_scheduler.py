@@ -1,7 +1,14 @@
-"""The dispatcher's scheduler: queue limits and ``[dispatcher] max_processes`` over all
-queues, on the fake process reactor."""
+"""The dispatcher's scheduler (queue limits, ``[dispatcher] max_processes`` over all
+queues, held jobs) and its job table, on the fake process reactor."""
 
-from sysadmd.dispatcher.job import PENDING, RUNNING
+from collections import OrderedDict
+
+import pytest
+from twisted.internet.task import Clock
+
+from sysadmd.dispatcher.job import PENDING, RUNNING, DuplicateJob, Job
+from sysadmd.dispatcher.scheduler import Scheduler
+from sysadmd.dispatcher.table import JobTable
 from tests.unit.dispatcher_fakes import make_dispatcher, result_of, states
 
 
@@ -77,3 +84,35 @@ def test_killing_a_running_job_at_the_cap_lets_the_next_start(tmp_path):
     assert len(reactor.processes) == 1, "a still runs until its process ends"
     reactor.processes[0].exit(signal=15)
     assert running_ids(dispatcher) == ["b"]
+
+
+def test_a_held_job_blocks_its_queue_until_announced():
+    """The scheduler starts nothing of a queue whose oldest pending job is held (not
+    yet recorded and announced); announcing it lets it, and those behind, start."""
+    reactor = Clock()
+    started = []
+    scheduler = Scheduler(reactor, OrderedDict(q=0), 10, started.append, lambda: len(started))
+    scheduler.accepting = True
+    first, second = Job(1, "a", ["true"], "q"), Job(2, "b", ["true"], "q")
+    scheduler.add(first)
+    scheduler.add(second, announced=True)
+    scheduler.schedule()
+    assert started == []
+    published = []
+    scheduler.announce([first], published.append)
+    assert published == [first] and started == [first, second]
+
+
+def test_the_job_table_reserves_ids_all_or_none_and_finds_jobs_until_saved():
+    """reserve refuses a batch with a live id (naming it) and keeps none of it; a
+    finished job is found until its finish is saved."""
+    table = JobTable()
+    a, b, a_again = Job(1, "a", ["true"], "q"), Job(2, "b", ["true"], "q"), Job(3, "a", ["true"], "q")
+    table.reserve([a])
+    with pytest.raises(DuplicateJob, match="Already pending or running: a"):
+        table.reserve([b, a_again])
+    assert table.find("b") is None and table.find("a") is a
+    table.finished(a)
+    assert table.find("a") is a and table.kill("a") is None
+    table.saved(a)
+    assert table.find("a") is None
