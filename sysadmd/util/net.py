@@ -3,13 +3,20 @@
 import ipaddress
 
 
-def is_loopback(host):
-    """Whether ``host`` (an address string) is a loopback address."""
+def ip_address(host):
+    """The address in ``host`` (a string as a transport reports it), without an IPv6 zone
+    id and with ``::ffff:a.b.c.d`` (how IPv4 clients look on a dual-stack listener) as the
+    IPv4 address it is; None when ``host`` is not an IP address."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
-    # ::ffff:127.0.0.1 is how local clients look on a dual-stack listener; Python
-    # before 3.13 does not call it loopback.
+        return None
     mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+    return mapped if mapped is not None else address
+
+
+def is_loopback(host):
+    """Whether ``host`` (an address string) is a loopback address."""
+    address = ip_address(host)
+    # Python before 3.13 does not call ::ffff:127.0.0.1 loopback; ip_address unmaps it.
+    return address is not None and address.is_loopback

@@ -11,7 +11,6 @@ Access: loopback always, the addresses and networks of ``[server] metrics_allow`
 nobody else (403); no authentication.
 """
 
-import ipaddress
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,7 +19,7 @@ from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.web import resource
 
-from sysadmd.util.net import is_loopback
+from sysadmd.util.net import ip_address, is_loopback
 
 
 class SysadmdCollector:
@@ -98,15 +97,6 @@ def registry_for(collector):
     return registry
 
 
-def _address(host):
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped if mapped is not None else address
-
-
 class Metrics(resource.Resource):
     """The ``/metrics`` page. ``allow`` is a list of ``ipaddress`` networks."""
 
@@ -122,7 +112,7 @@ class Metrics(resource.Resource):
         """Whether a client at ``host`` may read the metrics."""
         if is_loopback(host):
             return True
-        address = _address(host)
+        address = ip_address(host)
         return address is not None and any(
             address.version == network.version and address in network for network in self._allow
         )
