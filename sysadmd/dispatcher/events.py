@@ -19,6 +19,7 @@ finished, and ``"timed_out"``, ``"interrupted"`` or ``"killed"``: ``"true"`` whe
 import time
 
 from sysadmd.dispatcher.job import PENDING, RUNNING
+from sysadmd.util.timers import cancel_call
 
 
 def iso_time(seconds):
@@ -117,9 +118,7 @@ class UpdateThrottle:
             self._send(job)
 
     def _cancel(self, job):
-        call = self._calls.pop(job.seq, None)
-        if call is not None and call.active():
-            call.cancel()
+        cancel_call(self._calls.pop(job.seq, None))
 
     def forget(self, job):
         """The job finished: drop its timer and bookkeeping."""
@@ -129,8 +128,7 @@ class UpdateThrottle:
     def close(self):
         """Cancel every timer."""
         for call in self._calls.values():
-            if call.active():
-                call.cancel()
+            cancel_call(call)
         self._calls.clear()
         self._last.clear()
 

@@ -22,6 +22,7 @@ from sysadmd.lifepreserver.follower import LogFollower
 from sysadmd.lifepreserver.mapping import REPLICATION, event, map_line
 from sysadmd.lifepreserver.progress import ReplicationProgress
 from sysadmd.util.commands import RepeatedFailure
+from sysadmd.util.timers import cancel_call
 
 STATE_VERSION = 1
 
@@ -184,9 +185,7 @@ class LpreserverBackend:
         self._publish(event(message, 0, REPLICATION))
 
     def _cancel_pending(self):
-        if self._pending_call is not None and self._pending_call.active():
-            self._pending_call.cancel()
-        self._pending_call = None
+        self._pending_call = cancel_call(self._pending_call)
         self._pending = None
 
     def _save(self):

@@ -22,6 +22,7 @@ from sysadmd.interfaces import IEventSource
 from sysadmd.systemstate.rules import Thresholds, build_state
 from sysadmd.systemstate.zpool import ZpoolParseError, parse_zpool_list
 from sysadmd.util.polling import InFlight
+from sysadmd.util.timers import cancel_call
 from sysadmd.util.commands import (
     CommandError,
     CommandNotFound,
@@ -106,9 +107,7 @@ class SystemStateSource:
         self._running = False
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self._heartbeat_call is not None and self._heartbeat_call.active():
-            self._heartbeat_call.cancel()
-        self._heartbeat_call = None
+        self._heartbeat_call = cancel_call(self._heartbeat_call)
         ended = []
         for command in list(self._commands):
             command.result.cancel()
@@ -215,8 +214,7 @@ class SystemStateSource:
     def _emit(self, state):
         self._last_state = state
         self._publish(state)
-        if self._heartbeat_call is not None and self._heartbeat_call.active():
-            self._heartbeat_call.cancel()
+        cancel_call(self._heartbeat_call)
         self._heartbeat_call = self._reactor.callLater(self._heartbeat, self._beat)
 
     def _beat(self):

@@ -389,7 +389,7 @@ def test_a_kept_log_write_is_capped_at_store_log_bytes(tmp_path):
     for i in range(1000):
         reactor.processes[0].write(b"%09d\n" % i)
     reactor.processes[0].exit(0)
-    record = dispatcher._store._records[0]
+    record = dispatcher._store._journal._entries[0]
     assert record.function.__name__ == "finish_job"
     (seq, index, body, dropped, rc), = record.args[0]
     assert len(body) == 50 and dropped == 1000 * 10 - 50
