@@ -5,7 +5,7 @@ what a test leaves behind there. A timer, a listening port, a client connection 
 process that outlives its test fires, answers or exits during a later test, where the
 failure (if any) names the wrong test. The autouse fixture below is trial's janitor for
 pytest: after each unit test it lets the reactor run the calls that are already due (as
-trial's two ``iterate(0)``), then fails the test naming every delayed call, reader/writer
+trial's ``iterate(0)``), then fails the test naming every delayed call, reader/writer
 (port, connection, pipe) and child process that is still there and was not there before
 the test. It also cleans them up (cancels, disconnects, kills and reaps), so one leaking
 test does not make the next ones fail.
@@ -22,11 +22,10 @@ from twisted.internet import reactor, task
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
-# How long the reactor may run after a test to finish what the test already set in
-# motion (zero-delay calls, a SIGCHLD being delivered, a close being processed): trial
-# allows two reactor turns; a loaded machine needs a little more wall time per turn.
-SETTLE_TURNS = 5
-SETTLE_TURN_SECONDS = 0.01
+# After a test the reactor may finish what the test already set in motion and is due now
+# (zero-delay calls, a close, a SIGCHLD already delivered), in a few turns that wait for
+# nothing, as trial's janitor does with iterate(0): a timer due later is a leak.
+SETTLE_TURNS = 3
 
 
 def _children():
@@ -82,9 +81,9 @@ def _leaks(before):
     return {key: now[key] - before[key] for key in now if now[key] - before[key]}
 
 
-def _spin(seconds):
-    """Let the global reactor run for ``seconds`` (from a test's teardown)."""
-    pytest_twisted.blockon(task.deferLater(reactor, seconds, lambda: None))
+def _turn():
+    """Let the global reactor run one turn: the calls due now and the I/O ready now."""
+    pytest_twisted.blockon(task.deferLater(reactor, 0, lambda: None))
 
 
 def _describe_selectable(selectable):
@@ -158,7 +157,7 @@ def reactor_left_clean(request):
     for _ in range(SETTLE_TURNS):
         if not leaks or not reactor.running:
             break
-        _spin(SETTLE_TURN_SECONDS)
+        _turn()
         leaks = _leaks(before)
     if not leaks:
         return
