@@ -7,6 +7,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor as global_reactor
 from twisted.internet import task
+from twisted.internet.interfaces import IProcessTransport
+from zope.interface.verify import verifyObject
 
 from sysadmd.util.process import ChildProcess, Exit, SessionProcess, stdin_null
 from tests.integration.procscan import alive_with, kill_all, unique_sleep
@@ -40,6 +42,7 @@ def test_a_child_leads_its_own_session_whichever_way_twisted_starts_it(same_cwd,
     transport = Spied(global_reactor, "/bin/sh", ["sh", "-c", "exec sleep 30"], {"PATH": "/bin:/usr/bin"},
                       cwd, child, None, None, {0: stdin_null(), 1: "r", 2: "r"})
     try:
+        assert verifyObject(IProcessTransport, transport)
         assert transport.used_posix_spawn is same_cwd
         pid = transport.pid
         assert child.pid == pid

@@ -1,9 +1,9 @@
-"""The zfs backend and the life-preserver source, against a fake ``zfs`` script."""
+"""The zfs backend and the life-preserver source, against a fake ``zfs`` program on a
+fake process reactor and clock (the same with a real child process:
+tests/integration/test_lifepreserver_commands.py)."""
 
 import pytest
-import pytest_twisted
-from twisted.internet import defer, task
-from twisted.internet import reactor as global_reactor
+from twisted.internet import defer
 from twisted.logger import capturedLogs
 from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
@@ -15,30 +15,34 @@ from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.plugins.lifepreserver_source import life_preserver
 from sysadmd.taps.sections import load_daemon_config
-from tests.unit.clocked import ClockedReactor
+from tests.unit.process_fakes import FakeProcessReactor, answer, hang
 
 
 class FakeZfs:
-    """A fake zfs whose snapshot list the test rewrites; it records its argv."""
+    """A fake zfs whose snapshot list the test sets. Its file exists (so it is found),
+    but the fake reactor runs it: it answers in the reactor turn after its spawn."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, reactor):
+        self._reactor = reactor
         self.path = root / "zfs"
-        self.set_snapshots([])
-        self.script(f'echo "$@" > "{root}/argv"; cat "{root}/zfs.out"; '
-                    f'cat "{root}/zfs.err" >&2; exit $(cat "{root}/zfs.rc")')
-
-    def script(self, body):
-        self.path.write_text(f"#!/bin/sh\n{body}\n")
+        self.path.write_text("#!/bin/sh\n")
         self.path.chmod(0o755)
+        self.hangs = False
+        self.set_snapshots([])
+        reactor.programs[str(self.path)] = self._run
+
+    def _run(self, process):
+        if self.hangs:
+            hang(process)
+        else:
+            answer(*self._answer)(process)
 
     def set_snapshots(self, names, err="", rc=0):
-        (self.root / "zfs.out").write_text("".join(n + "\n" for n in names))
-        (self.root / "zfs.err").write_text(err)
-        (self.root / "zfs.rc").write_text(str(rc))
+        self._answer = ("".join(n + "\n" for n in names), err, rc)
 
     def argv(self):
-        return (self.root / "argv").read_text().split()
+        """The arguments of the last zfs run."""
+        return [p for p in self._reactor.processes if p.executable == str(self.path)][-1].args[1:]
 
 
 def new(name):
@@ -54,15 +58,15 @@ def destroyed(name):
 
 
 @pytest.fixture
-def fake(tmp_path):
-    root = tmp_path / "bin"
-    root.mkdir()
-    return FakeZfs(root)
+def clocked():
+    return FakeProcessReactor()
 
 
 @pytest.fixture
-def clocked():
-    return ClockedReactor()
+def fake(tmp_path, clocked):
+    root = tmp_path / "bin"
+    root.mkdir()
+    return FakeZfs(root, clocked)
 
 
 @pytest.fixture
@@ -83,91 +87,89 @@ def backends(clocked, fake, tmp_path):
         backend.stop()
 
 
-def settle(backend):
-    return backend.when_idle().addTimeout(10, global_reactor)
+def settle(clocked, backend):
+    """Let zfs answer (one reactor turn); the listing is over then."""
+    clocked.advance(0)
+    assert backend.when_idle().called, "the listing is still running"
 
 
-@pytest_twisted.inlineCallbacks
-def test_first_listing_is_a_baseline_without_a_flood(backends, fake):
+def test_first_listing_is_a_baseline_without_a_flood(clocked, backends, fake):
     fake.set_snapshots(["tank@a", "tank/data@b"])
     backend, events = backends(interval=60)
     backend.start()
-    yield settle(backend)
+    settle(clocked, backend)
     assert events == []
     assert fake.argv() == ["list", "-H", "-t", "snapshot", "-o", "name"]
 
 
-@pytest_twisted.inlineCallbacks
 def test_new_and_destroyed_snapshots_are_events(clocked, backends, fake):
     fake.set_snapshots(["tank@a", "tank/data@b"])
     backend, events = backends(interval=60)
     backend.start()
-    yield settle(backend)
+    settle(clocked, backend)
     fake.set_snapshots(["tank/data@b", "tank/data@c", "tank@d"])
-    clocked.clock.advance(59)
-    yield settle(backend)
+    clocked.advance(59)
+    settle(clocked, backend)
     assert events == []
-    clocked.clock.advance(1)
-    yield settle(backend)
+    clocked.advance(1)
+    settle(clocked, backend)
     assert events == [destroyed("tank@a"), new("tank/data@c"), new("tank@d")]
-    clocked.clock.advance(60)
-    yield settle(backend)
+    clocked.advance(60)
+    settle(clocked, backend)
     assert len(events) == 3
 
 
-@pytest_twisted.inlineCallbacks
-def test_snapshots_taken_while_down_are_reported_at_start(backends, fake):
+def test_snapshots_taken_while_down_are_reported_at_start(clocked, backends, fake):
     fake.set_snapshots(["tank@a"])
     first, events = backends()
     first.start()
-    yield settle(first)
-    yield first.stop()
+    settle(clocked, first)
+    assert first.stop().called
     fake.set_snapshots(["tank@a", "tank@while-down"])
     second, events = backends()
     second.start()
-    yield settle(second)
+    settle(clocked, second)
     assert events == [new("tank@while-down")]
 
 
-@pytest_twisted.inlineCallbacks
 def test_a_failed_listing_destroys_nothing(clocked, backends, fake):
     fake.set_snapshots(["tank@a"])
     backend, events = backends(interval=60)
     backend.start()
-    yield settle(backend)
+    settle(clocked, backend)
     fake.set_snapshots([], err="internal error: failed to initialize ZFS library\n", rc=1)
     with capturedLogs() as logs:
-        clocked.clock.advance(60)
-        yield settle(backend)
+        clocked.advance(60)
+        settle(clocked, backend)
     assert events == []
     assert "failed to initialize ZFS library" in [
         e for e in logs if "failed" in e["log_format"]][0]["problem"]
     fake.set_snapshots(["tank@a", "tank@b"])
-    clocked.clock.advance(60)
-    yield settle(backend)
+    clocked.advance(60)
+    settle(clocked, backend)
     assert events == [new("tank@b")]
 
 
-@pytest_twisted.inlineCallbacks
 def test_a_hung_zfs_is_killed_and_listing_goes_on(clocked, backends, fake):
+    """A zfs still running at command_timeout gets SIGTERM, the failure is logged, and
+    the next listing goes on from the snapshots known before."""
     fake.set_snapshots(["tank@a"])
     backend, events = backends(interval=60, command_timeout=30)
     backend.start()
-    yield settle(backend)
-    good = fake.path.read_text()
-    fake.script("exec sleep 60")
-    clocked.clock.advance(60)
-    yield task.deferLater(global_reactor, 0.3, lambda: None)
+    settle(clocked, backend)
+    fake.hangs = True
+    clocked.advance(60)
     hung = backend._command
+    assert not backend.when_idle().called
     with capturedLogs() as logs:
-        clocked.clock.advance(30)
-        yield settle(backend)
-    yield hung.ended.addTimeout(10, global_reactor)
+        clocked.advance(30)
+        settle(clocked, backend)
+    assert hung.ended.called and clocked.processes[-1].signals == ["TERM"]
     assert any("still running after 30 s" in e.get("problem", "") for e in logs)
-    fake.path.write_text(good)
+    fake.hangs = False
     fake.set_snapshots(["tank@a", "tank@b"])
-    clocked.clock.advance(30)
-    yield settle(backend)
+    clocked.advance(30)
+    settle(clocked, backend)
     assert events == [new("tank@b")]
 
 
@@ -222,47 +224,47 @@ def test_auto_prefers_the_lpreserver_log(clocked, tmp_path, fake):
     assert forced.choose_backend() == "zfs"
 
 
-@pytest_twisted.inlineCallbacks
 def test_without_lpreserver_or_zfs_the_source_idles_and_says_so_once(clocked, tmp_path):
     source = make_source(clocked, tmp_path, log_dir=tmp_path / "none",
                          zfs_command=tmp_path / "no-zfs")
     events = []
     with capturedLogs() as logs:
-        yield source.start(events.append)
-        clocked.clock.advance(3600)
+        assert source.start(events.append).called
+        clocked.advance(3600)
     idle = [e for e in logs if "idle" in e["log_format"]]
     assert len(idle) == 1 and "no-zfs" in idle[0]["zfs"]
-    assert clocked.clock.getDelayedCalls() == []
-    yield source.stop()
+    assert clocked.getDelayedCalls() == [] and clocked.processes == []
+    assert source.stop().called
 
 
-@pytest_twisted.inlineCallbacks
 def test_the_source_runs_the_lpreserver_backend(clocked, tmp_path):
     logs = tmp_path / "lp"
     logs.mkdir()
     (logs / "lpreserver.log").write_text("Fri Nov 27 09:00:00 UTC 2026: Creating snapshot on old\n")
     source = make_source(clocked, tmp_path, log_dir=logs)
     events = []
-    yield source.start(events.append)
+    assert source.start(events.append).called
     assert source.backend_name == "lpreserver"
     with open(logs / "lpreserver.log", "a") as f:
         f.write("Fri Nov 27 10:00:00 UTC 2026: Creating snapshot on tank/new\n")
-    clocked.clock.advance(1)
+    clocked.advance(1)
     assert [e["message"] for e in events] == ["New snapshot of tank/new"]
-    yield source.stop()
+    assert source.stop().called
     assert (tmp_path / "state" / "life-preserver.lpreserver.json").exists()
-    assert clocked.clock.getDelayedCalls() == []
+    assert clocked.getDelayedCalls() == []
 
 
-@pytest_twisted.inlineCallbacks
 def test_the_source_runs_the_zfs_backend_and_stop_waits(clocked, tmp_path, fake):
-    fake.script("exec sleep 60")
+    """stop kills a running zfs and fires only once it has ended; no timer is left."""
+    fake.hangs = True
     source = make_source(clocked, tmp_path, backend="zfs", zfs_command=fake.path)
-    yield source.start(lambda args: None)
+    assert source.start(lambda args: None).called
     assert source.backend_name == "zfs"
-    yield task.deferLater(global_reactor, 0.2, lambda: None)
+    clocked.advance(0)
     command = source.backend._command
     assert not command.finished
-    yield defer.maybeDeferred(source.stop).addTimeout(10, global_reactor)
-    assert command.finished
-    assert clocked.clock.getDelayedCalls() == []
+    stopped = defer.maybeDeferred(source.stop)
+    assert not stopped.called
+    clocked.advance(0)  # the fake zfs dies of its SIGTERM
+    assert stopped.called and command.finished
+    assert clocked.getDelayedCalls() == []

@@ -3,7 +3,9 @@
 import os
 
 from twisted.internet import process as twisted_process
+from twisted.internet.interfaces import IProcessProtocol
 from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
 
 from sysadmd.util.process import (
     PIPE_GRACE,
@@ -28,6 +30,11 @@ def started(reactor=None, **kwargs):
     child.ended.addCallback(ends.append)
     child.start("/bin/tool", ["tool", "a b"], dict(ENV), "/srv")
     return reactor, child, reactor.processes[-1], output, ends
+
+
+def test_a_child_process_is_a_process_protocol():
+    """ChildProcess provides IProcessProtocol (what spawnProcess expects)."""
+    assert verifyObject(IProcessProtocol, ChildProcess(FakeProcessReactor(), print))
 
 
 def test_exit_tells_an_exit_status_from_a_signal():

@@ -1,13 +1,10 @@
-"""The system-state source against fake ``zpool`` and ``hostname`` scripts.
+"""The system-state source against fake ``zpool`` and ``hostname`` programs on a fake
+process reactor and clock (the same with real child processes:
+tests/integration/test_systemstate_commands.py)."""
 
-Timers come from a task.Clock the test moves; the scripts are real child processes.
-"""
-
+import socket
 
 import pytest
-import pytest_twisted
-from twisted.internet import defer, task
-from twisted.internet import reactor as global_reactor
 from twisted.logger import capturedLogs
 from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
@@ -19,7 +16,7 @@ from sysadmd.plugins.systemstate_source import system_state
 from sysadmd.systemstate.rules import Thresholds
 from sysadmd.systemstate.source import SystemStateSource
 from sysadmd.taps.sections import load_daemon_config
-from tests.unit.clocked import ClockedReactor
+from tests.unit.process_fakes import FakeProcessReactor, answer, hang
 
 OLDER = """\
 NAME       SIZE  ALLOC   FREE    CAP  DEDUP  HEALTH  ALTROOT
@@ -33,32 +30,36 @@ tank   107G  13.1G  93.9G        -         -     6%    12%  1.00x  ONLINE  -
 
 
 class FakeZfs:
-    """Fake zpool and hostname scripts whose output the test rewrites."""
+    """Fake zpool and hostname programs whose answers the test sets. Their files exist
+    (so they are found), but the fake reactor runs them: each answers in the reactor turn
+    after its spawn."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, reactor):
         self.zpool = root / "zpool"
         self.hostname = root / "hostname"
+        for path in (self.zpool, self.hostname):
+            path.write_text("#!/bin/sh\n")
+            path.chmod(0o755)
         self.set_zpool(OLDER)
         self.set_hostname("host1")
-        self._script(self.zpool, f'cat "{root}/zpool.out"; cat "{root}/zpool.err" >&2; '
-                                 f'exit $(cat "{root}/zpool.rc")')
-        self._script(self.hostname, f'cat "{root}/hostname.out"')
+        self.zpool_hangs = False
+        reactor.programs[str(self.zpool)] = self._zpool
+        reactor.programs[str(self.hostname)] = lambda process: answer(self._hostname)(process)
 
-    def _script(self, path, body):
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
+    def _zpool(self, process):
+        if self.zpool_hangs:
+            hang(process)
+        else:
+            answer(*self._zpool_answer)(process)
 
     def set_zpool(self, out, err="", rc=0):
-        (self.root / "zpool.out").write_text(out)
-        (self.root / "zpool.err").write_text(err)
-        (self.root / "zpool.rc").write_text(str(rc))
+        self._zpool_answer = (out, err, rc)
 
     def set_hostname(self, name):
-        (self.root / "hostname.out").write_text(name + "\n")
+        self._hostname = name + "\n"
 
     def hang_zpool(self):
-        self._script(self.zpool, "exec sleep 60")
+        self.zpool_hangs = True
 
 
 class Published(list):
@@ -69,13 +70,13 @@ class Published(list):
 
 
 @pytest.fixture
-def fake(tmp_path):
-    return FakeZfs(tmp_path)
+def clocked():
+    return FakeProcessReactor()
 
 
 @pytest.fixture
-def clocked():
-    return ClockedReactor()
+def fake(tmp_path, clocked):
+    return FakeZfs(tmp_path, clocked)
 
 
 @pytest.fixture
@@ -94,25 +95,24 @@ def make_source(clocked, fake):
         source.stop()
 
 
-def settle(source):
-    """Wait (real time) until the source's poll is over."""
-    return source.when_idle().addTimeout(10, global_reactor)
+def settle(clocked, source):
+    """Let the programs answer (one reactor turn); the poll is over then."""
+    clocked.advance(0)
+    assert source.when_idle().called, "the poll is still running"
 
 
-@defer.inlineCallbacks
 def advance(clocked, source, seconds):
     """Move the clock by ``seconds`` (in 1 s steps) letting each poll finish."""
     for _ in range(int(seconds)):
-        clocked.clock.advance(1)
-        yield settle(source)
+        clocked.advance(1)
+        settle(clocked, source)
 
 
-@pytest_twisted.inlineCallbacks
-def test_first_poll_is_at_start_and_has_every_field(make_source):
+def test_first_poll_is_at_start_and_has_every_field(clocked, make_source):
     source = make_source()
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     assert events == [
         {
             "hostname": "host1",
@@ -129,93 +129,87 @@ def test_first_poll_is_at_start_and_has_every_field(make_source):
     assert source.last_state == events[-1]
 
 
-@pytest_twisted.inlineCallbacks
-def test_openzfs_columns_through_the_command(make_source, fake):
+def test_openzfs_columns_through_the_command(clocked, make_source, fake):
     fake.set_zpool(OPENZFS)
     source = make_source()
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     assert events[0]["zpools"]["tank"]["frag"] == "6%"
     assert events[0]["zpools"]["tank"]["alloc"] == "13.1G"
 
 
-@pytest_twisted.inlineCallbacks
 def test_publishes_on_change_only(clocked, make_source, fake):
     source = make_source(interval=60, heartbeat=900)
     events = Published()
-    yield source.start(events)
-    yield settle(source)
-    yield advance(clocked, source, 120)
+    source.start(events)
+    settle(clocked, source)
+    advance(clocked, source, 120)
     assert len(events) == 1, "nothing changed: nothing published"
     fake.set_zpool(OLDER.replace("ONLINE", "DEGRADED"))
-    yield advance(clocked, source, 59)
+    advance(clocked, source, 59)
     assert len(events) == 1, "not polled yet"
-    yield advance(clocked, source, 1)
+    advance(clocked, source, 1)
     assert len(events) == 2
     assert events[1]["zpools"]["tank"]["health"] == "DEGRADED"
     assert events[1]["zpools"]["tank"]["priority"] == "9 - Urgent"
     assert events[1]["priority"] == "9 - Urgent"
     fake.set_zpool(OLDER.replace("  5%", " 85%"))
-    yield advance(clocked, source, 60)
+    advance(clocked, source, 60)
     assert events[2]["zpools"]["tank"]["priority"] == "3 - Warning"
     fake.set_zpool(OLDER.replace("  5%", " 95%"))
-    yield advance(clocked, source, 60)
+    advance(clocked, source, 60)
     assert events[3]["priority"] == "6 - Critical"
     assert len(events) == 4
 
 
-@pytest_twisted.inlineCallbacks
 def test_heartbeat_publishes_an_unchanged_state(clocked, make_source):
     source = make_source(interval=60, heartbeat=150)
     events = Published()
-    yield source.start(events)
-    yield settle(source)
-    yield advance(clocked, source, 149)
+    source.start(events)
+    settle(clocked, source)
+    advance(clocked, source, 149)
     assert len(events) == 1
-    yield advance(clocked, source, 1)
+    advance(clocked, source, 1)
     assert len(events) == 2, "the heartbeat is due at 150 s"
     assert events[1] == events[0]
-    yield advance(clocked, source, 150)
+    advance(clocked, source, 150)
     assert len(events) == 3
 
 
-@pytest_twisted.inlineCallbacks
 def test_hostname_change_is_reported_once(clocked, make_source, fake):
     source = make_source(interval=60)
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     fake.set_hostname("host2")
-    yield advance(clocked, source, 60)
+    advance(clocked, source, 60)
     assert events[-1]["hostname"] == "host2"
     assert events[-1]["hostnamechanged"] == "true"
     assert events[-1]["priority"] == "3 - Warning"
-    yield advance(clocked, source, 60)
+    advance(clocked, source, 60)
     assert events[-1]["hostname"] == "host2"
     assert "hostnamechanged" not in events[-1]
     assert events[-1]["priority"] == "0 - Information"
     assert len(events) == 3
 
 
-@pytest_twisted.inlineCallbacks
-def test_capacity_thresholds_come_from_the_config(make_source, fake):
+def test_capacity_thresholds_come_from_the_config(clocked, make_source, fake):
     fake.set_zpool(OLDER.replace("  5%", " 55%"))
     source = make_source(thresholds=Thresholds(50, 60))
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     assert events[0]["priority"] == "3 - Warning"
 
 
-@pytest_twisted.inlineCallbacks
 def test_no_zpool_command_means_no_pools_logged_once(clocked, make_source, tmp_path):
     source = make_source(zpool_command=str(tmp_path / "missing-zpool"))
     events = Published()
     with capturedLogs() as logs:
-        yield source.start(events)
-        yield settle(source)
-        yield advance(clocked, source, 180)
+        source.start(events)
+        settle(clocked, source)
+        advance(clocked, source, 180)
     assert events[0]["zpools"] == {} and events[0]["hostname"] == "host1"
     assert events[0]["priority"] == "0 - Information"
     why = [e for e in logs if "no ZFS" in e["log_format"]]
@@ -223,84 +217,84 @@ def test_no_zpool_command_means_no_pools_logged_once(clocked, make_source, tmp_p
     assert "missing-zpool" in why[0]["reason"]
 
 
-@pytest_twisted.inlineCallbacks
-def test_zpool_without_zfs_behind_it_means_no_pools(make_source, fake):
+def test_zpool_without_zfs_behind_it_means_no_pools(clocked, make_source, fake):
     fake.set_zpool("", "Please make sure that the zfs-fuse daemon is running.\n"
                        "internal error: failed to initialize ZFS library\n", rc=1)
     source = make_source()
     events = Published()
     with capturedLogs() as logs:
-        yield source.start(events)
-        yield settle(source)
+        source.start(events)
+        settle(clocked, source)
     assert events[0]["zpools"] == {}
     assert any("zfs-fuse daemon" in e.get("reason", "") for e in logs)
 
 
-@pytest_twisted.inlineCallbacks
 def test_a_hung_zpool_is_killed_and_the_source_carries_on(clocked, make_source, fake):
+    """A zpool still running at command_timeout gets SIGTERM and the poll goes on with
+    the pools it knew; the failure is logged, the next good poll logs the recovery."""
     source = make_source(interval=60, command_timeout=30)
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     fake.hang_zpool()
     with capturedLogs() as logs:
-        clocked.clock.advance(60)
-        yield task.deferLater(global_reactor, 0.3, lambda: None)
+        clocked.advance(60)
         assert not source.when_idle().called, "the poll waits for the hung zpool"
         (hung,) = [c for c in source._commands if c.argv[0] == str(fake.zpool)]
-        clocked.clock.advance(29)
+        clocked.advance(29)
         assert not hung.result.called
-        clocked.clock.advance(1)
-        yield settle(source)
-        yield hung.ended.addTimeout(10, global_reactor)  # the process is really gone
+        clocked.advance(1)
+        settle(clocked, source)
+        zpools = [p for p in clocked.processes if p.executable == str(fake.zpool)]
+        assert zpools[-1].signals == ["TERM"]
+        assert hung.ended.called, "the process is gone"
     failed = [e for e in logs if "failed" in e["log_format"]]
     assert len(failed) == 1 and "still running after 30 s" in failed[0]["problem"]
     assert len(events) == 1, "a hung zpool does not make the pools vanish"
+    fake.zpool_hangs = False
     fake.set_zpool(OLDER.replace("ONLINE", "FAULTED"))
-    fake._script(fake.zpool, f'cat "{fake.root}/zpool.out"')
     with capturedLogs() as logs:
-        yield advance(clocked, source, 30)  # the next poll is at 120 s
+        advance(clocked, source, 30)  # the next poll is at 120 s
     assert events[-1]["zpools"]["tank"]["health"] == "FAULTED"
     assert any("works again" in e["log_format"] for e in logs)
 
 
-@pytest_twisted.inlineCallbacks
 def test_a_failing_zpool_is_logged_with_backoff(clocked, make_source, fake):
     source = make_source(interval=60)
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     fake.set_zpool("", "cannot open /dev/thing: Permission denied\n", rc=2)
     with capturedLogs() as logs:
-        yield advance(clocked, source, 60 * 5)
+        advance(clocked, source, 60 * 5)
     failed = [e["failures"] for e in logs if "failed" in e["log_format"]]
     assert failed == [1, 2, 4]
     assert "Permission denied" in [e for e in logs if "failed" in e["log_format"]][0]["problem"]
     assert len(events) == 1 and events[0]["zpools"]["tank"]["health"] == "ONLINE"
 
 
-@pytest_twisted.inlineCallbacks
-def test_failing_hostname_falls_back_to_the_kernel_name(make_source, tmp_path):
-    import socket
-
+def test_failing_hostname_falls_back_to_the_kernel_name(clocked, make_source, tmp_path):
     source = make_source(hostname_command=str(tmp_path / "no-hostname"))
     events = Published()
-    yield source.start(events)
-    yield settle(source)
+    source.start(events)
+    settle(clocked, source)
     assert events[0]["hostname"] == socket.gethostname()
 
 
-@pytest_twisted.inlineCallbacks
 def test_stop_kills_a_running_command_and_waits_for_it(clocked, make_source, fake):
+    """stop sends SIGTERM to a running zpool and fires only once it has ended; no timer
+    is left."""
     fake.hang_zpool()
     source = make_source()
     events = Published()
-    yield source.start(events)
-    yield task.deferLater(global_reactor, 0.2, lambda: None)
+    source.start(events)
+    clocked.advance(0)
     (command,) = [c for c in source._commands if c.argv[0] == str(fake.zpool)]
-    yield source.stop().addTimeout(10, global_reactor)
-    assert command.finished
-    assert clocked.clock.getDelayedCalls() == []
+    stopped = source.stop()
+    assert not stopped.called and not command.finished
+    clocked.advance(0)  # the fake zpool dies of its SIGTERM
+    assert stopped.called and command.finished
+    assert clocked.getDelayedCalls() == []
     assert events == []
 
 
