@@ -21,7 +21,6 @@ commands (``sysadmd.util.commands``) are built on:
 names found on PATH for a second.
 """
 
-import errno
 import fcntl
 import functools
 import os
@@ -130,8 +129,10 @@ class SessionProcess(_twisted_process.Process):
     once the child has exec'd, when ``setpgid`` on it fails (EACCES), and a child that
     forked meanwhile would be left in the daemon's group. So the child makes the session
     itself, before its exec: ``posix_spawnp(setsid=True)`` where Twisted would use
-    posix_spawn, ``os.setsid()`` in the child where it forks. Both hooks are Twisted's
-    (private) methods; ``tests/integration/test_process.py`` checks both paths.
+    posix_spawn, ``os.setsid()`` in the child where it forks (where the parent also sets
+    the child's group, so a signal sent right after the fork finds it). Both hooks are
+    Twisted's (private) methods: ``tests/unit/test_process.py`` checks they still exist,
+    ``tests/integration/test_process.py`` that both paths give the child its own group.
     """
 
     def __init__(self, *args, **kwargs):
@@ -198,11 +199,8 @@ class SessionProcess(_twisted_process.Process):
             raise error.ProcessExitedAlready()
         try:
             os.killpg(self._pgid, signalID)
-        except OSError as e:
-            # EPERM: only a zombie of ours is left (it cannot be signalled).
-            if e.errno in (errno.ESRCH, errno.EPERM):
-                raise error.ProcessExitedAlready()
-            raise
+        except ProcessLookupError:
+            raise error.ProcessExitedAlready() from None
 
 
 def spawn_in_session(reactor, protocol, executable, argv, env, path, child_fds):
