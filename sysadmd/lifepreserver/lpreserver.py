@@ -14,7 +14,6 @@ and nothing twice. The very first start skips what the logs already hold.
 
 import os
 
-from twisted.internet import task
 from twisted.logger import Logger
 
 from sysadmd.lifepreserver import statefile
@@ -22,6 +21,7 @@ from sysadmd.lifepreserver.follower import LogFollower
 from sysadmd.lifepreserver.mapping import REPLICATION, event, map_line
 from sysadmd.lifepreserver.progress import ReplicationProgress
 from sysadmd.util.commands import RepeatedFailure
+from sysadmd.util.polling import start_polling, stop_polling
 from sysadmd.util.timers import cancel_call
 
 STATE_VERSION = 1
@@ -77,14 +77,11 @@ class LpreserverBackend:
         if replication:
             self._begin_replication(replication.get("dataset", ""), replication.get("send_log"))
         self._save()
-        self._loop = task.LoopingCall(self.poll)
-        self._loop.clock = self._reactor
-        self._loop.start(self._poll_interval, now=True)
+        self._loop = start_polling(self._reactor, self._poll_interval, self.poll)
 
     def stop(self):
         """Stop polling and save the positions."""
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self._loop = stop_polling(self._loop)
         self._cancel_pending()
         if self._followers:
             self._save()

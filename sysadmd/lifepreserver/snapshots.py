@@ -12,13 +12,13 @@ A failing or hung ``zfs`` is killed, logged with backoff, and tried again at the
 interval; a failed listing never counts as "every snapshot was destroyed".
 """
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from sysadmd.lifepreserver import statefile
 from sysadmd.lifepreserver.mapping import SNAPSHOT, event
 from sysadmd.util.commands import CommandError, RepeatedFailure, spawn_command
-from sysadmd.util.polling import InFlight
+from sysadmd.util.polling import InFlight, start_polling, stop_polling
 
 STATE_VERSION = 1
 
@@ -66,14 +66,11 @@ class ZfsSnapshotBackend:
         saved = statefile.load(self._state_path)
         if saved is not None and saved.get("version") == STATE_VERSION:
             self._known = list(saved.get("snapshots", []))
-        self._loop = task.LoopingCall(self.poll)
-        self._loop.clock = self._reactor
-        self._loop.start(self._interval, now=True)
+        self._loop = start_polling(self._reactor, self._interval, self.poll)
 
     def stop(self):
         """Stop listing; kills a running ``zfs`` and fires once it has exited."""
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self._loop = stop_polling(self._loop)
         if self._command is not None and not self._command.finished:
             self._command.result.cancel()
             return self._command.ended

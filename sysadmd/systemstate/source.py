@@ -14,21 +14,21 @@ says why, once.
 
 import socket
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.interfaces import IEventSource
 from sysadmd.systemstate.rules import Thresholds, build_state
 from sysadmd.systemstate.zpool import ZpoolParseError, parse_zpool_list
-from sysadmd.util.polling import InFlight
-from sysadmd.util.timers import cancel_call
 from sysadmd.util.commands import (
     CommandError,
     CommandNotFound,
     RepeatedFailure,
     spawn_command,
 )
+from sysadmd.util.polling import InFlight, start_polling, stop_polling
+from sysadmd.util.timers import cancel_call
 
 #: stderr of a zpool that exists but has no ZFS behind it (OpenZFS without its kernel
 #: module, zfs-fuse without its daemon, FreeBSD without zfs.ko).
@@ -97,16 +97,13 @@ class SystemStateSource:
         """Poll now and then every ``interval``; fires at once (polls run on their own)."""
         self._publish = publish
         self._running = True
-        self._loop = task.LoopingCall(self.poll)
-        self._loop.clock = self._reactor
-        self._loop.start(self._interval, now=True)
+        self._loop = start_polling(self._reactor, self._interval, self.poll)
         return defer.succeed(None)
 
     def stop(self):
         """Stop polling, kill running commands; fires once they have exited."""
         self._running = False
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        self._loop = stop_polling(self._loop)
         self._heartbeat_call = cancel_call(self._heartbeat_call)
         ended = []
         for command in list(self._commands):

@@ -1,6 +1,6 @@
 """The one poll a periodic source may have running."""
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 
 class InFlight:
@@ -34,3 +34,20 @@ class InFlight:
         waiter = defer.Deferred()
         self._current.addBoth(lambda result: (waiter.callback(None), result)[1])
         return waiter
+
+
+def start_polling(reactor, interval, poll):
+    """Call ``poll`` now and then every ``interval`` seconds on ``reactor``; returns the
+    ``LoopingCall`` for :func:`stop_polling`. ``poll`` must not raise (a raise would end
+    the loop)."""
+    loop = task.LoopingCall(poll)
+    loop.clock = reactor
+    loop.start(interval, now=True)
+    return loop
+
+
+def stop_polling(loop):
+    """Stop ``loop`` (a :func:`start_polling` result, or None) if it runs; returns None."""
+    if loop is not None and loop.running:
+        loop.stop()
+    return None
