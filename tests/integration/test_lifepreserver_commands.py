@@ -9,10 +9,12 @@ from twisted.internet import reactor as global_reactor
 from twisted.logger import capturedLogs
 
 from sysadmd.events.context import SourceContext
-from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.plugins.lifepreserver_source import life_preserver
 from sysadmd.taps.sections import load_daemon_config
 from tests.integration.clocked import ClockedReactor
+
+# The unit tests' fixture, on this module's real-process clocked and fake.
+from tests.unit.test_lifepreserver_zfs import backends  # noqa: F401
 
 
 class FakeZfs:
@@ -60,24 +62,6 @@ def fake(tmp_path):
 @pytest.fixture
 def clocked():
     return ClockedReactor()
-
-
-@pytest.fixture
-def backends(clocked, fake, tmp_path):
-    made = []
-
-    def make(**kwargs):
-        events = []
-        backend = ZfsSnapshotBackend(
-            clocked, events.append, str(tmp_path / "snapshots.json"),
-            zfs_command=str(fake.path), **kwargs
-        )
-        made.append(backend)
-        return backend, events
-
-    yield make
-    for backend in made:
-        backend.stop()
 
 
 def settle(backend):

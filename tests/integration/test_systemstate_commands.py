@@ -8,8 +8,10 @@ from twisted.internet import defer, task
 from twisted.internet import reactor as global_reactor
 from twisted.logger import capturedLogs
 
-from sysadmd.systemstate.source import SystemStateSource
 from tests.integration.clocked import ClockedReactor
+
+# The unit tests' fixture, on this module's real-process clocked and fake.
+from tests.unit.test_systemstate_source import make_source  # noqa: F401
 
 OLDER = """\
 NAME       SIZE  ALLOC   FREE    CAP  DEDUP  HEALTH  ALTROOT
@@ -60,22 +62,6 @@ def fake(tmp_path):
 @pytest.fixture
 def clocked():
     return ClockedReactor()
-
-
-@pytest.fixture
-def make_source(clocked, fake):
-    sources = []
-
-    def make(**kwargs):
-        kwargs.setdefault("zpool_command", str(fake.zpool))
-        kwargs.setdefault("hostname_command", str(fake.hostname))
-        source = SystemStateSource(clocked, **kwargs)
-        sources.append(source)
-        return source
-
-    yield make
-    for source in sources:
-        source.stop()
 
 
 def settle(source):
