@@ -14,7 +14,7 @@ from sysadmd.taps.sections import load_daemon_config
 from tests.integration.clocked import ClockedReactor
 
 # The unit tests' fixture, on this module's real-process clocked and fake.
-from tests.unit.test_lifepreserver_zfs import backends  # noqa: F401
+from tests.unit.test_lifepreserver_zfs import backends, destroyed, new  # noqa: F401
 
 
 class FakeZfs:
@@ -38,18 +38,6 @@ class FakeZfs:
 
     def argv(self):
         return (self.root / "argv").read_text().split()
-
-
-def new(name):
-    dataset, snap = name.split("@")
-    return {"message": f"New snapshot of {dataset}: {snap}", "priority": "1 - Information",
-            "class": "snapshot"}
-
-
-def destroyed(name):
-    dataset, snap = name.split("@")
-    return {"message": f"Destroyed snapshot of {dataset}: {snap}",
-            "priority": "1 - Information", "class": "snapshot"}
 
 
 @pytest.fixture

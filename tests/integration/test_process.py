@@ -5,8 +5,8 @@ import os
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer, task
 from twisted.internet import reactor as global_reactor
-from twisted.internet import task
 from twisted.internet.interfaces import IProcessTransport
 from zope.interface.verify import verifyObject
 
@@ -17,6 +17,16 @@ from tests.integration.procscan import alive_with, kill_all, unique_sleep
 def within(d, seconds=10):
     """``d``, failing the test if it has not fired after ``seconds`` of real time."""
     return d.addTimeout(seconds, global_reactor)
+
+
+@defer.inlineCallbacks
+def gone(marker, seconds=2):
+    """Wait up to ``seconds`` for every process carrying ``marker`` to be gone."""
+    for _ in range(int(seconds * 10)):
+        if not alive_with(marker):
+            break
+        yield pause(0.1)
+    assert alive_with(marker) == {}
 
 
 def pause(seconds):
@@ -76,11 +86,7 @@ def test_stop_leaves_nothing_of_the_group_running(same_cwd, tmp_path):
         assert len(sleeps) == 2 and set(sleeps.values()) == {child.pid}, "both in the child's group"
         child.stop()
         yield within(child.ended)
-        for _ in range(20):
-            if not alive_with(marker):
-                break
-            yield pause(0.1)
-        assert alive_with(marker) == {}
+        yield gone(marker)
     finally:
         kill_all(marker)
 
@@ -103,10 +109,6 @@ def test_a_group_member_ignoring_term_gets_kill_after_the_grace():
         assert len(alive_with(marker)) == 1, "the TERM-ignoring sleep is still there"
         assert not child.ended.called, "it holds the pipes"
         yield within(child.ended)
-        for _ in range(20):
-            if not alive_with(marker):
-                break
-            yield pause(0.1)
-        assert alive_with(marker) == {}
+        yield gone(marker)
     finally:
         kill_all(marker)

@@ -11,7 +11,7 @@ from twisted.logger import capturedLogs
 from tests.integration.clocked import ClockedReactor
 
 # The unit tests' fixture, on this module's real-process clocked and fake.
-from tests.unit.test_systemstate_source import make_source  # noqa: F401
+from tests.unit.test_systemstate_source import HOST1_TANK, make_source  # noqa: F401
 
 OLDER = """\
 NAME       SIZE  ALLOC   FREE    CAP  DEDUP  HEALTH  ALTROOT
@@ -83,19 +83,7 @@ def test_first_poll_is_at_start_and_has_every_field(make_source):
     events = Published()
     yield source.start(events)
     yield settle(source)
-    assert events == [
-        {
-            "hostname": "host1",
-            "zpools": {
-                "tank": {
-                    "size": "95.5M", "alloc": "138K", "free": "95.4M", "frag": "-",
-                    "expandsz": "-", "dedup": "1.00x", "altroot": "-", "capacity": "5%",
-                    "health": "ONLINE", "priority": "0 - Information",
-                }
-            },
-            "priority": "0 - Information",
-        }
-    ]
+    assert events == [HOST1_TANK]
     assert source.last_state == events[-1]
 
 

@@ -10,11 +10,11 @@ from twisted.plugin import IPlugin
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.context import SourceContext
-from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.plugins.systemstate_source import system_state
 from sysadmd.systemstate.rules import Thresholds
 from sysadmd.systemstate.source import SystemStateSource
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import load_daemon_config
 from tests.unit.process_fakes import FakeProcessReactor, answer, hang
 
@@ -69,6 +69,20 @@ class Published(list):
         self.append(args)
 
 
+# The event for host1 with one pool, tank, as the fake zpool reports it first.
+HOST1_TANK = {
+    "hostname": "host1",
+    "zpools": {
+        "tank": {
+            "size": "95.5M", "alloc": "138K", "free": "95.4M", "frag": "-",
+            "expandsz": "-", "dedup": "1.00x", "altroot": "-", "capacity": "5%",
+            "health": "ONLINE", "priority": "0 - Information",
+        }
+    },
+    "priority": "0 - Information",
+}
+
+
 @pytest.fixture
 def clocked():
     return FakeProcessReactor()
@@ -113,19 +127,7 @@ def test_first_poll_is_at_start_and_has_every_field(clocked, make_source):
     events = Published()
     source.start(events)
     settle(clocked, source)
-    assert events == [
-        {
-            "hostname": "host1",
-            "zpools": {
-                "tank": {
-                    "size": "95.5M", "alloc": "138K", "free": "95.4M", "frag": "-",
-                    "expandsz": "-", "dedup": "1.00x", "altroot": "-", "capacity": "5%",
-                    "health": "ONLINE", "priority": "0 - Information",
-                }
-            },
-            "priority": "0 - Information",
-        }
-    ]
+    assert events == [HOST1_TANK]
     assert source.last_state == events[-1]
 
 
