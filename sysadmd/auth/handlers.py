@@ -136,7 +136,10 @@ class Authenticator:
         if args in (None, "", [], {}):
             test_string = secrets.token_urlsafe(36)
             session.challenge = (test_string, self._clock.seconds() + CHALLENGE_SECONDS)
-            return {"test_string": test_string}
+            reply = {"test_string": test_string}
+            if session.challenge_binding is not None:
+                reply.update(session.challenge_binding.describe())
+            return reply
         if not isinstance(args, dict) or not isinstance(args.get("encrypted_string"), str):
             raise RequestError(400, 'args must be empty (stage 1) or {"encrypted_string": <base64>}.')
         return self._verify_challenge(session, args["encrypted_string"])
@@ -157,7 +160,10 @@ class Authenticator:
                 except Exception:
                     self.log.failure("cannot read the keys file for auth_ssl")
                     keys = []
-                signer = self._find_signer(keys, challenge[0], signature)
+                signed = challenge[0]
+                if session.challenge_binding is not None:
+                    signed = session.challenge_binding.text(signed)
+                signer = self._find_signer(keys, signed, signature)
         access = None
         if signer is not None:
             for backend in self._backends:

@@ -32,6 +32,10 @@ class Session:
         self.key_fingerprint = None
         # rpc/auth_ssl stage 1 state: (test_string, expires_at) or None
         self.challenge = None
+        # What a key signs besides rpc/auth_ssl's test string, or None (direct clients):
+        # a relayed client's binds it to this server's key and its relayed connection.
+        # Provides text(test_string) -> the string to sign, describe() -> stage-1 extras.
+        self.challenge_binding = None
         self._expiry_call = None
 
     @property
