@@ -3,8 +3,9 @@
 ``add``, ``list`` and ``remove`` edit ``[bridge] connections`` in the daemon's config file
 in place: comments and the rest of the file are kept, the file is replaced atomically
 with its mode kept, and sysadmd reads it at its next start. ``export-key`` prints the
-public half of ``[bridge] key`` (generating the key when missing) for the bridges' keys
-files.
+public half of ``[bridge] key`` (generating the key when missing) for the bridges'
+``server_keys_file`` on stdout, and its fingerprint (``fingerprint SHA256:...``, what
+clients pass as ``sysadm --server``) on stderr, so ``> web1.pub`` keeps only the key.
 """
 
 import configparser
@@ -52,7 +53,8 @@ def add_commands(groups):
 
     export = commands.add_parser(
         "export-key",
-        help="print the public half of [bridge] key (OpenSSH) for the bridges' keys files",
+        help="print the public half of [bridge] key (OpenSSH) for the bridges' server keys "
+        "files, and its fingerprint (for sysadm --server) on stderr",
     )
     _add_config_option(export)
     export.add_argument("--comment", default=None, help="the key's comment (default sysadmd@HOST)")
@@ -199,6 +201,9 @@ def _export_key(args):
         key, generated = ensure_private_key(key_path)
     except BridgeKeyError as e:
         raise AdminError(str(e)) from None
+    fingerprint = key_fingerprint(key)
     if generated:
-        sys.stderr.write(f"generated a new bridge key {key_path} ({key_fingerprint(key)})\n")
+        sys.stderr.write(f"generated a new bridge key {key_path} ({fingerprint})\n")
+    # stderr, so that "> web1.pub" holds the public line only
+    sys.stderr.write(f"fingerprint {fingerprint}\n")
     print(public_line(key, args.comment))

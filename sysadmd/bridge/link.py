@@ -1,10 +1,12 @@
 """One outgoing WebSocket connection from the daemon to a bridge.
 
-On open the daemon answers the bridge's identify as a ``server``, signs in with
-``rpc/auth_ssl`` using ``[bridge] key``, answers ``rpc/settings list_ssl_checksums`` with
-the fingerprints of the keys in its ``[auth] keys_file``, follows ``events/bridge`` and
-hands relayed frames to :class:`sysadmd.bridge.relayed.RelayedClients` (see
-``sysadmd.bridge.wire`` for the frames).
+On open the daemon answers the bridge's identify as a ``server`` (the bridge decides the
+role from its ``server_keys_file``, not from this answer), signs in with ``rpc/auth_ssl``
+using ``[bridge] key``, answers ``rpc/settings list_ssl_checksums`` with the fingerprints
+of the keys in its ``[auth] keys_file``, follows ``events/bridge`` (the clients listed and
+the key each signed in with) and hands relayed frames to
+:class:`sysadmd.bridge.relayed.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
+link's key fingerprint (see ``sysadmd.bridge.wire`` for the frames).
 """
 
 import base64
@@ -73,6 +75,7 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
     signed_in = False
     _keepalive = None
     _announced = None
+    _warned_keys = False
 
     def connectionMade(self):
         """Prepare the Deferred that :meth:`going_away` returns."""
@@ -82,7 +85,9 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
     def onOpen(self):
         """Start signing in, and relay for clients from now on."""
         factory = self.factory
-        self.clients = RelayedClients(factory.nick, factory.daemon, self._write_prepared, prepare_masked)
+        self.clients = RelayedClients(
+            factory.nick, factory.daemon, self._write_prepared, prepare_masked, factory.fingerprint
+        )
         self.transport.registerProducer(self.clients, True)
         self._announced = None
         self._keepalive = None
@@ -159,7 +164,7 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
             if request_id in (AUTH_CHALLENGE_ID, AUTH_ANSWER_ID):
                 self._log.error(
                     "bridge {nick} refused key {fingerprint}: {details}; add the output of "
-                    "'sysadmd-admin bridge export-key' to the bridge's keys file",
+                    "'sysadmd-admin bridge export-key' to the bridge's server keys file",
                     nick=self.factory.nick,
                     fingerprint=self.factory.fingerprint,
                     details=details,
@@ -195,7 +200,15 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             self._log.warn("bridge {nick} sent a bad bridge event", nick=self.factory.nick)
             return
-        self.clients.bridge_event(ids)
+        keys = wire.connection_keys(args)
+        if not keys and ids and not self._warned_keys:
+            self._warned_keys = True
+            self._log.warn(
+                "bridge {nick} does not say which key each client signed in with; failed "
+                "logins of all its clients count together",
+                nick=self.factory.nick,
+            )
+        self.clients.bridge_event(ids, keys)
 
     # Keepalive
 

@@ -3,7 +3,8 @@
 A client reaches a server (and the server reaches it back) when the server's list of
 accepted fingerprints holds the fingerprint of the key the client signed in with. Servers
 never reach servers, clients never reach clients, and nothing reaches or is reached by a
-connection before it signs in.
+connection before it signs in. A connection's role is given when it signs in (the bridge
+decides it from its own key files); what a peer says of itself is only a label.
 
 The registry calls ``announce(connection_id, ids)`` with the full sorted list a connection
 can reach whenever that list changes, and once right after the connection signs in.
@@ -15,7 +16,7 @@ from sysadmd.bridge.wire import CLIENT, SERVER
 
 
 class _Peer:
-    __slots__ = ("id", "role", "fingerprint", "checksums", "signed_in")
+    __slots__ = ("id", "role", "fingerprint", "checksums", "signed_in", "label")
 
     def __init__(self, connection_id):
         self.id = connection_id
@@ -23,6 +24,13 @@ class _Peer:
         self.fingerprint = None
         self.checksums = frozenset()
         self.signed_in = False
+        self.label = None
+
+    def details(self):
+        entry = {"role": self.role, "fingerprint": self.fingerprint}
+        if self.label is not None:
+            entry["hostname"] = self.label
+        return entry
 
 
 class Registry:
@@ -66,25 +74,25 @@ class Registry:
         del self._peers[connection_id]
         self._announced.pop(connection_id, None)
 
-    def identified(self, connection_id, role):
-        """The connection answered identify: ``"server"``, anything else is a client."""
+    def labelled(self, connection_id, label):
+        """The connection calls itself ``label`` (its identify ``hostname``, or None):
+        shown to others, trusted for nothing. Not announced by itself."""
+        self._peers[connection_id].label = label
+
+    def signed_in(self, connection_id, fingerprint, role=CLIENT):
+        """The connection proved the key ``fingerprint``, which makes it a ``role``
+        (``"server"`` or ``"client"``); it is told its list."""
         peer = self._peers[connection_id]
         role = SERVER if role == SERVER else CLIENT
-
-        def apply():
-            peer.role = role
-
-        self._change(peer, apply)
-
-    def signed_in(self, connection_id, fingerprint):
-        """The connection signed in with the key ``fingerprint``; it is told its list."""
-        peer = self._peers[connection_id]
+        # Those who reach it must learn its new key even if their lists stay the same.
+        rekeyed = peer.signed_in and (peer.fingerprint, peer.role) != (fingerprint, role)
 
         def apply():
             peer.signed_in = True
             peer.fingerprint = fingerprint
+            peer.role = role
 
-        self._change(peer, apply, force=True)
+        self._change(peer, apply, force=True, force_others=rekeyed)
 
     def accepts(self, connection_id, fingerprints):
         """A server's list of the client key fingerprints it accepts."""
@@ -102,6 +110,16 @@ class Registry:
     def can_relay(self, sender, destination):
         """Whether ``sender`` may send to ``destination``."""
         return destination in self.available(sender)
+
+    def details(self, ids):
+        """``{id: {"role", "fingerprint"[, "hostname"]}}`` of the signed-in connections
+        among ``ids``."""
+        found = {}
+        for connection_id in ids:
+            peer = self._peers.get(connection_id)
+            if peer is not None and peer.signed_in:
+                found[connection_id] = peer.details()
+        return found
 
     # Internals
 
@@ -132,7 +150,7 @@ class Registry:
                 if not index[fingerprint]:
                     del index[fingerprint]
 
-    def _change(self, peer, apply, force=False, removing=False):
+    def _change(self, peer, apply, force=False, removing=False, force_others=False):
         before = self._announced.get(peer.id, frozenset())
         self._index(peer, add=False)
         apply()
@@ -145,7 +163,7 @@ class Registry:
             self._publish(peer.id, after, force)
         for other in sorted(before | after):
             if other != peer.id and other in self._peers:
-                self._publish(other, self._reach(self._peers[other]))
+                self._publish(other, self._reach(self._peers[other]), force_others and other in after)
 
     def _publish(self, connection_id, ids, force=False):
         if not force and self._announced.get(connection_id, frozenset()) == ids:

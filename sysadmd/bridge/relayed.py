@@ -15,16 +15,37 @@ to a client that cannot be disconnected from here (its bridge connection is not 
 - its outgoing frames are bounded by ``[events] subscriber_buffer_bytes`` like a direct
   client's (events dropped and counted, or the session ended, per ``slow_subscriber``).
 
-The session also ends when the bridge's ``events/bridge`` no longer lists the client.
+The session also ends when the bridge's ``events/bridge`` no longer lists the client, or
+lists it with another key.
+
+Two things tie a relayed client to who it is rather than to its connection id, which
+changes at every reconnection to the bridge:
+
+- its ``peer_host`` (what failed logins and bans count on) is ``bridge:<nick>:<the
+  fingerprint of the key it signed in to the bridge with>``, as the bridge event's
+  ``connections`` map says, so reconnecting does not reset its failure count;
+- its ``rpc/auth_ssl`` is bound to this daemon's bridge key and its connection id
+  (:class:`sysadmd.bridge.binding.RelayBinding`).
 """
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sysadmd.bridge.binding import RelayBinding
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
+
+
+UNKNOWN_KEY = "unknown-key"
+
+
+def ban_key(nick, key_fingerprint):
+    """What failed logins of a relayed client count on: the bridge link and the client's
+    key, ``bridge:<nick>:SHA256:...``. Clients whose key the bridge did not say (an older
+    bridge) share one count per link, so they cannot escape it by reconnecting."""
+    return f"bridge:{nick}:{key_fingerprint or UNKNOWN_KEY}"
 
 
 @implementer(IChannelTransport)
@@ -37,14 +58,16 @@ class RelayedClient:
     _log = Logger()
     can_pause_reading = False  # pausing would stall every client of the bridge
 
-    def __init__(self, clients, client_id, daemon, write, prepare):
+    def __init__(self, clients, client_id, daemon, write, prepare, key_fingerprint=None):
         self._clients = clients
         self.client_id = client_id
+        self.key_fingerprint = key_fingerprint
         self.write = write
         self._prepare = prepare
         self._prefix = client_id.encode("utf-8") + b"\n"
-        self.peer_host = f"bridge:{clients.nick}:{client_id}"
+        self.peer_host = ban_key(clients.nick, key_fingerprint)
         self.channel = Channel(self, daemon.parts)
+        self.channel.session.challenge_binding = RelayBinding(clients.fingerprint, client_id)
         self.channel.open()
 
     @property
@@ -104,19 +127,23 @@ class RelayedClients:
     """The clients one bridge link relays, by id.
 
     ``write(prepared)`` sends a framed message on the link and ``prepare(payload)`` frames
-    bytes for it. Registered as the link transport's producer: when the link's buffer is
-    full every client's frames wait in its own bounded queue.
+    bytes for it; ``fingerprint`` is the ``SHA256:...`` of the key the link signs in to
+    the bridge with (what relayed ``rpc/auth_ssl`` binds to; without it no relayed key
+    signature verifies). Registered as the link transport's producer: when the link's
+    buffer is full every client's frames wait in its own bounded queue.
     """
 
     _log = Logger()
 
-    def __init__(self, nick, daemon, write, prepare):
+    def __init__(self, nick, daemon, write, prepare, fingerprint=None):
         self.nick = nick
+        self.fingerprint = fingerprint
         self._daemon = daemon
         self._write = write
         self._prepare = prepare
         self._clients = {}
         self.available = frozenset()
+        self.keys = {}
         self.paused = False
 
     def __len__(self):
@@ -126,14 +153,25 @@ class RelayedClients:
         """The :class:`RelayedClient` of ``client_id``, or None."""
         return self._clients.get(client_id)
 
-    def bridge_event(self, ids):
-        """The bridge's list of clients that may reach us: sessions of the others end."""
+    def bridge_event(self, ids, keys=None):
+        """The bridge's list of clients that may reach us, and ``keys``, the fingerprint
+        of each one's key (``{id: "SHA256:..."}``): sessions of the clients no longer
+        listed, or listed with another key, end."""
         self.available = frozenset(ids)
-        for client_id in [c for c in self._clients if c not in self.available]:
-            self._log.info(
-                "relayed client {client_id} left bridge {nick}", client_id=client_id, nick=self.nick
-            )
-            self.end(client_id)
+        self.keys = {i: keys[i] for i in self.available if keys and isinstance(keys.get(i), str)}
+        for client_id, client in list(self._clients.items()):
+            if client_id not in self.available:
+                self._log.info(
+                    "relayed client {client_id} left bridge {nick}", client_id=client_id, nick=self.nick
+                )
+                self.end(client_id)
+            elif self.keys.get(client_id) != client.key_fingerprint:
+                self._log.info(
+                    "relayed client {client_id} of bridge {nick} signed in to it with another key",
+                    client_id=client_id,
+                    nick=self.nick,
+                )
+                self.end(client_id)
 
     def relayed(self, client_id, payload):
         """A message from ``client_id``; its session starts with its first message."""
@@ -146,13 +184,15 @@ class RelayedClients:
             return
         client = self._clients.get(client_id)
         if client is None:
-            client = RelayedClient(self, client_id, self._daemon, self._write, self._prepare)
+            key = self.keys.get(client_id)
+            client = RelayedClient(self, client_id, self._daemon, self._write, self._prepare, key)
             if self.paused:
                 client.outbound.pauseProducing()
             self._clients[client_id] = client
             self._log.info(
-                "relayed client {client_id} connected through bridge {nick}",
+                "relayed client {client_id} (key {fingerprint}) connected through bridge {nick}",
                 client_id=client_id,
+                fingerprint=key or UNKNOWN_KEY,
                 nick=self.nick,
             )
         client.received(payload)
@@ -168,6 +208,7 @@ class RelayedClients:
         for client_id in list(self._clients):
             self.end(client_id)
         self.available = frozenset()
+        self.keys = {}
 
     def pauseProducing(self):
         """The link's buffer is full: every client queues."""

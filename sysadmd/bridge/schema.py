@@ -7,7 +7,7 @@ one file to the other; keys that mean nothing to a bridge are accepted and say s
 from dataclasses import replace
 
 from sysadmd.auth.options import AUTH as DAEMON_AUTH
-from sysadmd.config.options import Option, integer
+from sysadmd.config.options import Option, integer, string
 from sysadmd.server.options import SERVER as DAEMON_SERVER
 
 DEFAULT_PATHS = ("/usr/local/etc/sysadm-bridge.ini", "/etc/sysadm-bridge.ini")
@@ -33,8 +33,8 @@ _OWN_DOCS = {
     "included; a bigger one closes with 1009.",
     ("server", "max_inflight_requests"): "Requests to the bridge itself (identify, auth_ssl) "
     "of one connection handled at once; beyond, reading pauses.",
-    ("auth", "keys_file"): "Public keys that may sign in with rpc/auth_ssl, servers' and "
-    "clients' alike, managed with sysadmd-admin key (default <state_dir>/keys).",
+    ("auth", "keys_file"): "Public keys of the clients that may sign in with rpc/auth_ssl, "
+    "managed with sysadmd-admin key (default <state_dir>/keys).",
     ("auth", "token_ttl"): "Unused by the bridge: a sign-in lasts as long as its connection.",
 }
 
@@ -59,7 +59,26 @@ def _bridge_section(name, daemon_options):
 
 
 SERVER = _bridge_section("server", DAEMON_SERVER)
-AUTH = _bridge_section("auth", DAEMON_AUTH)
+# A bridge-only option, next to keys_file: only a key listed there may act as a server.
+SERVER_KEYS_FILE = Option(
+    "",
+    string,
+    "Public keys of the servers (each daemon's sysadmd-admin bridge export-key), one "
+    "'username <OpenSSH key>' a line like keys_file: a connection signed in with one of "
+    "them is a server, with any other key a client (default <state_dir>/server_keys).",
+)
+
+
+def _with_server_keys(section):
+    options = {}
+    for key, option in section.items():
+        options[key] = option
+        if key == "keys_file":
+            options["server_keys_file"] = SERVER_KEYS_FILE
+    return options
+
+
+AUTH = _with_server_keys(_bridge_section("auth", DAEMON_AUTH))
 
 RELAY = {
     "buffer_bytes": Option(

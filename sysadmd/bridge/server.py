@@ -28,9 +28,12 @@ from sysadmd.server.protocol import CLOSE_POLICY, SysadmServerProtocol
 
 class BridgeSession(Session):
     """A sign-in on the bridge lasts as long as the connection: the token ``auth_ssl``
-    returns is never used again, so the session neither expires nor needs extending."""
+    returns is never used again, so the session neither expires nor needs extending.
+    ``role`` is what the signed-in key makes the connection (set by
+    :class:`sysadmd.bridge.auth.BridgeSignIn`; a client until a server key signs in)."""
 
     connection_id = None
+    role = wire.CLIENT
 
     def _arm_expiry(self):
         pass
@@ -68,6 +71,8 @@ class BridgeServerProtocol(SysadmServerProtocol):
         """Give the connection its id and ask who it is."""
         super().onOpen()
         self._asked_checksums = False
+        self._claimed = None
+        self._warned_claim = False
         self.connection_id = self.factory.register(self)
         self.channel.session.connection_id = self.connection_id
         self._log.info(
@@ -135,15 +140,7 @@ class BridgeServerProtocol(SysadmServerProtocol):
                 args=message.get("args"),
             )
         elif request_id == wire.IDENTIFY_ID:
-            args = message.get("args")
-            role = args.get("type") if isinstance(args, dict) else None
-            self.factory.registry.identified(self.connection_id, role)
-            self._log.info(
-                "bridge connection {connection_id} is a {role}",
-                connection_id=self.connection_id,
-                role=self.factory.registry.role(self.connection_id),
-            )
-            self._ask_checksums()
+            self._identified(message.get("args"))
         elif request_id == wire.CHECKSUMS_ID:
             self._checksums_received(message.get("args"))
         else:
@@ -151,6 +148,37 @@ class BridgeServerProtocol(SysadmServerProtocol):
                 "ignoring a reply to {request_id} from {connection_id}",
                 request_id=request_id,
                 connection_id=self.connection_id,
+            )
+
+    def _identified(self, args):
+        # Only a label: the role comes from the key the connection signs in with.
+        claimed = args.get("type") if isinstance(args, dict) else None
+        self._claimed = claimed if isinstance(claimed, str) else None
+        label = wire.parse_label(args)
+        self.factory.registry.labelled(self.connection_id, label)
+        self._log.info(
+            "bridge connection {connection_id} calls itself {label}",
+            connection_id=self.connection_id,
+            label=label,
+        )
+        self._check_claim()
+
+    def _check_claim(self):
+        session = self.channel.session
+        if (
+            self._claimed == wire.SERVER
+            and session.check()
+            and session.role != wire.SERVER
+            and not self._warned_claim
+        ):
+            self._warned_claim = True
+            self._log.warn(
+                "bridge connection {connection_id} from {peer} claims to be a server but "
+                "signed in with key {fingerprint}, which is not in the server keys file: "
+                "it is a client",
+                connection_id=self.connection_id,
+                peer=self.peer_host,
+                fingerprint=session.key_fingerprint,
             )
 
     def _checksums_received(self, args):
@@ -176,8 +204,17 @@ class BridgeServerProtocol(SysadmServerProtocol):
     # Sign-in (called by the auth_ssl wrapper, after the reply is sent)
 
     def signed_in_to_bridge(self):
-        """The connection proved a registered key: tell it (and others) who it reaches."""
-        self.factory.registry.signed_in(self.connection_id, self.channel.session.key_fingerprint)
+        """The connection proved a registered key, which decided its role: tell it (and
+        others) who it reaches."""
+        session = self.channel.session
+        self.factory.registry.signed_in(self.connection_id, session.key_fingerprint, session.role)
+        self._log.info(
+            "bridge connection {connection_id} is a {role} (key {fingerprint})",
+            connection_id=self.connection_id,
+            role=session.role,
+            fingerprint=session.key_fingerprint,
+        )
+        self._check_claim()
         self._ask_checksums()
 
     def _ask_checksums(self):
@@ -196,8 +233,10 @@ class BridgeServerProtocol(SysadmServerProtocol):
         self.channel.outbound.send_bounded(self.factory.prepare(data))
 
     def announce(self, ids):
-        """Send the ``events/bridge`` frame listing ``ids``."""
-        data = envelope.encode(wire.bridge_event(ids))
+        """Send the ``events/bridge`` frame listing ``ids``, who each one is, and this
+        connection's own id."""
+        details = self.factory.registry.details(ids)
+        data = envelope.encode(wire.bridge_event(ids, self.connection_id, details))
         self.channel.outbound.send_bounded(self.factory.prepare(data))
 
     def end(self, ending):
@@ -250,7 +289,10 @@ class BridgeServerFactory(SysadmServerFactory):
 
 
 def register_calls(router, authenticator, factory):
-    """The bridge's own calls: ``rpc/identify`` and ``rpc/auth_ssl`` (nothing else)."""
+    """The bridge's own calls: ``rpc/identify`` and ``rpc/auth_ssl`` (nothing else).
+
+    ``authenticator.auth_ssl`` signs the session in; with
+    :class:`sysadmd.bridge.auth.BridgeSignIn` it also sets the session's ``role``."""
 
     def identify(session, args):
         return {"type": "bridge", "version": sysadmd.__version__}

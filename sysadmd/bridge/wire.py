@@ -7,28 +7,39 @@ and its payload is never read by the bridge::
     peer -> bridge:   "<destination id>\\n<payload>"
     bridge -> dest:   "<sender id>\\n<payload>"
 
-On every new connection the bridge asks (and records whether the peer is a server or a
-client; an unanswered or other type counts as a client)::
+On every new connection the bridge asks who it is; the answer's ``hostname`` is kept as
+a display label only, and its ``type`` decides nothing::
 
     <- {"namespace": "rpc", "name": "identify", "id": "sysadm_bridge_request_ident", "args": {}}
     -> {"namespace": "rpc", "name": "response", "id": "sysadm_bridge_request_ident",
         "args": {"type": "server", "hostname": "web1"}}
 
-Both kinds sign in with ``rpc/auth_ssl`` (the two stages of the daemon's call) against the
-bridge's keys file; nothing else signs in to a bridge. Once a server has signed in::
+Both kinds sign in with ``rpc/auth_ssl`` (the two stages of the daemon's call); nothing
+else signs in to a bridge. The key a connection proves decides its role, from the
+bridge's own configuration: a key in ``[auth] server_keys_file`` makes a server, any
+other key of ``[auth] keys_file`` a client. Once a server has signed in::
 
     <- {"namespace": "rpc", "name": "settings", "id": "bridge_request_list_keys",
         "args": {"action": "list_ssl_checksums"}}
     -> {"namespace": "rpc", "name": "response", "id": "bridge_request_list_keys",
         "args": {"sha256_keys": ["SHA256:...", ...]}}
 
-A server may send that response again, unasked, when the keys it accepts change. A client
-can reach exactly the servers whose list holds the fingerprint of the key it signed in
-with (and those servers can reach it). Each signed-in connection receives, right after
-signing in and whenever the list changes::
+A server may send that response again, unasked, when the keys it accepts change; the
+same answer from a client is ignored. A client can reach exactly the servers whose list
+holds the fingerprint of the key it signed in with (and those servers can reach it).
+Each signed-in connection receives, right after signing in and whenever the list
+changes::
 
     <- {"id": "", "namespace": "events", "name": "bridge",
-        "args": {"available_connections": ["<id>", ...]}}
+        "args": {"available_connections": ["<id>", ...],
+                 "connection_id": "<the receiver's own id>",
+                 "connections": {"<id>": {"role": "server", "fingerprint": "SHA256:...",
+                                          "hostname": "web1"}, ...}}}
+
+``available_connections`` is what original SysAdm clients read. ``connections`` has an
+entry for each of those ids: its role, the fingerprint of the key it proved at sign-in
+(what clients pick a server by, and what a daemon counts failed logins of a relayed client
+on) and, when known, its label (``hostname``, said by the peer itself: never trust it).
 
 The bridge's own errors have ``"id": null``: 401 for a relay before signing in, 400 for a
 frame without an id line, 404 (with ``"destination"`` in ``args``) for an id the sender
@@ -111,6 +122,38 @@ def parse_checksums(args):
     return keys
 
 
-def bridge_event(ids):
-    """The ``events/bridge`` frame listing ``ids``."""
-    return envelope.event("bridge", {"available_connections": list(ids)}, frame_id="")
+# A label longer than a DNS name, or with control characters, is not shown at all.
+MAX_LABEL = 253
+
+
+def parse_label(args):
+    """The ``hostname`` of an identify answer's ``args`` if it is a printable string of at
+    most ``MAX_LABEL`` characters, else None."""
+    label = args.get("hostname") if isinstance(args, dict) else None
+    if isinstance(label, str) and 0 < len(label) <= MAX_LABEL and label.isprintable():
+        return label
+    return None
+
+
+def bridge_event(ids, connection_id=None, connections=None):
+    """The ``events/bridge`` frame listing ``ids`` to ``connection_id``, with
+    ``connections`` (``{id: {"role", "fingerprint"[, "hostname"]}}``)."""
+    args = {"available_connections": list(ids)}
+    if connection_id is not None:
+        args["connection_id"] = connection_id
+        args["connections"] = dict(connections or {})
+    return envelope.event("bridge", args, frame_id="")
+
+
+def connection_keys(args):
+    """``{id: fingerprint}`` from a bridge event's ``args`` (entries that are not
+    well formed are left out)."""
+    connections = args.get("connections") if isinstance(args, dict) else None
+    if not isinstance(connections, dict):
+        return {}
+    keys = {}
+    for connection_id, entry in connections.items():
+        fingerprint = entry.get("fingerprint") if isinstance(entry, dict) else None
+        if isinstance(fingerprint, str) and fingerprint:
+            keys[connection_id] = fingerprint
+    return keys

@@ -4,8 +4,10 @@
 
 1. the token in memory (from an earlier sign-in of this run) or in ``--token-file``, with
    ``rpc/auth_token``; a refused token (401) falls through to the next way;
-2. ``--key`` with ``rpc/auth_ssl``: the daemon's test string, signed as the daemon checks
-   it (Ed25519; ECDSA, DER, SHA-256/384/512 by curve; RSA PKCS#1 v1.5 with SHA-256);
+2. ``--key`` with ``rpc/auth_ssl``: the daemon's test string (through a bridge, bound to
+   the pinned server and this connection, see ``sysadmd.client.binding``), signed as the
+   daemon checks it (Ed25519; ECDSA, DER, SHA-256/384/512 by curve; RSA PKCS#1 v1.5 with
+   SHA-256);
 3. the password, from ``SYSADM_PASSWORD`` or a prompt, with ``rpc/auth``.
 
 The new token is kept in memory and, with ``--token-file``, written there (mode 0600,
@@ -237,13 +239,27 @@ def _refused(error):
 
 @defer.inlineCallbacks
 def sign_in_with_key(session, key, who="the daemon"):
-    """``rpc/auth_ssl`` in two steps; fires with ``(token, ttl)``."""
+    """``rpc/auth_ssl`` in two steps; fires with ``(token, ttl)``.
+
+    A session relayed by a bridge has a ``challenge_binding``: the signed text is then the
+    test string bound to the pinned server and this connection, and the server's stage 1
+    must say it checks exactly that binding, else nothing is signed.
+    """
     challenge = yield session.call("rpc", "auth_ssl", {})
     test_string = challenge.get("test_string") if isinstance(challenge, dict) else None
     if not isinstance(test_string, str):
         raise ClientError(f"{who} sent no test string for rpc/auth_ssl: {challenge!r}")
+    binding = session.challenge_binding
+    if binding is not None:
+        binding.check(challenge.get("bind"))
+        try:
+            signed = binding.text(test_string)
+        except ValueError:
+            raise ClientError(f"{who} sent a test string that cannot be bound: {test_string!r}") from None
+    else:
+        signed = test_string
     try:
-        reply = yield session.call("rpc", "auth_ssl", {"encrypted_string": sign_challenge(key, test_string)})
+        reply = yield session.call("rpc", "auth_ssl", {"encrypted_string": sign_challenge(key, signed)})
     except ErrorReply as e:
         if _refused(e):
             raise AuthFailed(f"{who} refused the key (401 {e.reason}); is its public key registered?") from None

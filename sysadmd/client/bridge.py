@@ -1,19 +1,23 @@
-"""Reaching a daemon through a bridge (``--bridge URL --server ID``).
+"""Reaching a daemon through a bridge (``--bridge URL --server SHA256:...``).
 
 The bridge relays text frames: the client sends ``"<server id>\\n<payload>"`` and receives
 ``"<sender id>\\n<payload>"``; frames from the bridge itself are plain JSON objects. On a
 new connection the bridge asks ``rpc/identify`` (we answer that we are a ``client``), the
 client signs in to the bridge with ``rpc/auth_ssl`` (the bridge takes keys only), and the
 bridge pushes ``{"namespace": "events", "name": "bridge", "args":
-{"available_connections": [ids]}}`` with every id this client may reach. Once the server
-is among them (named by its id, or found by its host name), the client talks to it through
-the relay exactly as it would directly: it authenticates to the server itself, with its
-own token and subscriptions.
+{"available_connections": [ids], "connection_id": "<ours>", "connections": {id: {"role",
+"fingerprint", "hostname"}}}}``. The server is the offered connection whose role is
+``server`` and whose key fingerprint (proved to the bridge, not claimed) is the pinned
+``--server``; a host name is only a label and chooses nothing. The client then talks to
+it through the relay exactly as it would directly: it authenticates to the server itself,
+with its own token and subscriptions, and a key signature is bound to that server and
+this connection (``sysadmd.client.binding``).
 """
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from sysadmd.client.binding import ChallengeBinding
 from sysadmd.client.calls import RpcSession
 from sysadmd.client.errors import ClientError, ConnectionClosed
 
@@ -42,10 +46,9 @@ class BridgeLink:
     """Two sessions on one bridge connection: ``bridge_session`` to the bridge, and
     ``session`` relayed to the server (see the module docstring).
 
-    ``server`` is the server's connection id on the bridge or, since those ids change
-    whenever a server reconnects, its host name: when no offered connection has that id,
-    each offered one is asked ``rpc/identify`` through the relay, and the first whose
-    ``hostname`` matches (ignoring case) is used. ``server_id`` is the id in use.
+    ``server`` is the fingerprint of the server's bridge key (``SHA256:...``, checked by
+    :func:`sysadmd.client.binding.parse_server_fingerprint`); ``server_id`` is the
+    connection id it has on the bridge, once offered.
     """
 
     _log = Logger()
@@ -55,12 +58,12 @@ class BridgeLink:
         self.connection = connection
         self.server = server
         self.server_id = None
+        self.connection_id = None
         self.url = f"{connection.url} (server {server})"
         self._sign_in = sign_in
         self._server_wait = server_wait
         self.available = []
-        self.hostnames = {}
-        self._probes = {}
+        self.connections = {}
         self._waiting = None
         self.bridge_session = RpcSession(clock, connection.send_text, id_prefix="sysadm-bridge-")
         self.session = RpcSession(clock, lambda text: connection.send_text(wrap(self.server_id, text)))
@@ -72,15 +75,12 @@ class BridgeLink:
         connection.closed.addCallback(self._connection_ended)
 
     def received(self, text):
-        """Route one incoming frame to the bridge session, the server session, or the
-        identify probe of another offered connection."""
+        """Route one incoming frame to the bridge session or the server session."""
         sender, payload = unwrap(text)
         if sender is None:
             self.bridge_session.text_received(payload)
         elif sender == self.server_id:
             self.session.text_received(payload)
-        elif sender in self._probes:
-            self._probes[sender].text_received(payload)
         else:
             self._log.debug("ignoring a frame relayed from {sender}", sender=sender)
 
@@ -98,38 +98,39 @@ class BridgeLink:
         if not isinstance(available, list):
             return
         self.available = [str(item) for item in available]
+        connections = args.get("connections")
+        self.connections = connections if isinstance(connections, dict) else {}
+        own = args.get("connection_id")
+        if self.connection_id is None and isinstance(own, str) and own:
+            self.connection_id = own
         if self.server_id is not None:
-            if self.server_id not in self.available:
+            if self.server_id not in self._servers():
                 self._server_gone(f"the bridge no longer offers server {self.server}")
             return
-        if self.server in self.available:
-            self._found(self.server)
-            return
+        found = [i for i, fingerprint in self._servers().items() if fingerprint == self.server]
+        if found and self.connection_id is not None:
+            self._found(found[0])
+
+    def _servers(self):
+        """``{id: fingerprint}`` of the offered connections the bridge says are servers."""
+        servers = {}
         for connection_id in self.available:
-            if connection_id not in self._probes:
-                self._probe(connection_id)
+            entry = self.connections.get(connection_id)
+            if isinstance(entry, dict) and entry.get("role") == "server":
+                fingerprint = entry.get("fingerprint")
+                if isinstance(fingerprint, str):
+                    servers[connection_id] = fingerprint
+        return servers
 
-    def _probe(self, connection_id):
-        probe = RpcSession(
-            self._clock, lambda text: self.connection.send_text(wrap(connection_id, text)),
-            timeout=self._server_wait, id_prefix="sysadm-probe-",
-        )
-        self._probes[connection_id] = probe
-
-        def answered(reply):
-            hostname = reply.get("hostname") if isinstance(reply, dict) else None
-            if isinstance(hostname, str):
-                self.hostnames[connection_id] = hostname
-                if self.server_id is None and hostname.lower() == self.server.lower():
-                    self._found(connection_id)
-
-        d = probe.call("rpc", "identify", {})
-        d.addCallbacks(answered, lambda failure: None)
+    def _label(self, connection_id):
+        entry = self.connections.get(connection_id)
+        hostname = entry.get("hostname") if isinstance(entry, dict) else None
+        # a label the peer chose: shown only when it cannot garble the error line
+        return hostname if isinstance(hostname, str) and hostname.isprintable() else None
 
     def _found(self, connection_id):
         self.server_id = connection_id
-        for probe in self._probes.values():
-            probe.connection_lost(ConnectionClosed("the server was found"))
+        self.session.challenge_binding = ChallengeBinding(self.server, self.connection_id)
         if self._waiting is not None:
             d, timer, self._waiting = self._waiting[0], self._waiting[1], None
             timer.cancel()
@@ -139,7 +140,7 @@ class BridgeLink:
         args = args if isinstance(args, dict) else {}
         destination = args.get("destination")
         if self.server_id is None or (destination is not None and destination != self.server_id):
-            # a probe's destination went away, or nothing is relayed yet
+            # nothing is relayed yet, or not about our server
             self._log.debug("the bridge says: {args}", args=args)
             return
         details = args.get("details")
@@ -154,8 +155,6 @@ class BridgeLink:
     def _connection_ended(self, description):
         lost = ConnectionClosed(f"connection to the bridge {self.connection.url} lost: {description}")
         self.bridge_session.connection_lost(lost)
-        for probe in self._probes.values():
-            probe.connection_lost(lost)
         if self._waiting is not None:
             d, timer, self._waiting = self._waiting[0], self._waiting[1], None
             timer.cancel()
@@ -183,13 +182,21 @@ class BridgeLink:
 
     def _not_offered(self):
         d, self._waiting = self._waiting[0], None
-        offered = ", ".join(
-            f"{i} ({self.hostnames[i]})" if i in self.hostnames else i for i in self.available
-        ) or "none"
+        if self.connection_id is None and self.available:
+            d.errback(ClientError(
+                f"the bridge {self.connection.url} does not say which key each connection "
+                "holds; it is too old for --server SHA256:... (upgrade sysadm-bridge)"
+            ))
+            return
+        offered = []
+        for connection_id, fingerprint in sorted(self._servers().items(), key=lambda item: item[1]):
+            label = self._label(connection_id)
+            offered.append(f"{fingerprint} ({label})" if label else fingerprint)
         d.errback(
             ClientError(
-                f"the bridge {self.connection.url} offers no server {self.server!r} "
-                f"(available: {offered}); the server must be connected and accept this key"
+                f"the bridge {self.connection.url} offers no server {self.server} "
+                f"(offered servers: {', '.join(offered) or 'none'}); the server must be "
+                "connected to the bridge and accept this key"
             )
         )
 

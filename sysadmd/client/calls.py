@@ -46,6 +46,9 @@ class RpcSession:
         self.on_event = _ignore
         self.on_request = _ignore
         self.on_unsolicited_error = _ignore
+        # Set on a session relayed by a bridge (sysadmd.client.binding.ChallengeBinding):
+        # what rpc/auth_ssl signs besides the bare test string.
+        self.challenge_binding = None
 
     @property
     def in_flight(self):

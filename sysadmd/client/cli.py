@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from sysadmd.client import commands
 from sysadmd.client.auth import PASSPHRASE_ENV, Credentials, PasswordSource, load_private_key
+from sysadmd.client.binding import parse_server_fingerprint
 from sysadmd.client.config import load_defaults
 from sysadmd.client.connection import tls_for
 from sysadmd.client.errors import ClientError
@@ -121,7 +122,7 @@ def _connection_options(parser, suppress):
     group.add_argument("--key", metavar="PATH", help="sign in with this private key (OpenSSH or PEM) by rpc/auth_ssl", **default)
     group.add_argument("--fingerprint", metavar="SHA256:...", help="accept only the TLS certificate with this SHA-256 fingerprint", **default)
     group.add_argument("--bridge", metavar="URL", help="go through the bridge at URL (needs --server and --key)", **default)
-    group.add_argument("--server", metavar="ID", help="the server behind the bridge: its host name or its connection id", **default)
+    group.add_argument("--server", metavar="SHA256:...", help="the server behind the bridge: the fingerprint of its bridge key (sysadmd-admin bridge export-key prints it)", **default)
     group.add_argument("--config", metavar="PATH", help="defaults file (default ~/.config/sysadm/client.ini)", **default)
 
 
@@ -195,6 +196,9 @@ def settings(options, environ=None):
         raise ClientError("--bridge and --server go together")
     if options.bridge and not options.key:
         raise ClientError("--bridge needs --key: a bridge accepts key sign-in only")
+    if options.bridge:
+        # A host name is a label anyone can claim: the server is chosen by its key.
+        options.server = parse_server_fingerprint(options.server)
     options.digest = parse_fingerprint(options.fingerprint) if options.fingerprint else None
     return options
 

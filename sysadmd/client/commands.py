@@ -25,8 +25,8 @@ STATE_TIMEOUT = 15.0
 @dataclass
 class Target:
     """Where the daemon is: ``url`` (with ``tls``, a connection creator or None), or a
-    bridge at ``bridge_url`` relaying to ``server_id`` (the bridge signs us in with
-    ``bridge_key``)."""
+    bridge at ``bridge_url`` relaying to the server whose bridge key has the fingerprint
+    ``server_id`` (the bridge signs us in with ``bridge_key``)."""
 
     url: str
     tls: Any = None

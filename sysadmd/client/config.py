@@ -9,7 +9,7 @@
     key = ~/.ssh/id_ed25519
     fingerprint = SHA256:AB:CD:...
     bridge = wss://bridge.example.org:12149
-    server = nas1
+    server = SHA256:<the server's bridge key fingerprint>
 
 Options given on the command line win. The file is ``$XDG_CONFIG_HOME/sysadm/client.ini``
 when ``XDG_CONFIG_HOME`` is set; ``--config`` names another one (which must then exist).

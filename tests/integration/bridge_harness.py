@@ -3,7 +3,9 @@
 :class:`BridgeDaemon` is the harness's :class:`Daemon` running the bridge plugin.
 :class:`BridgeClient` is a synchronous ``websockets`` client that answers the bridge's
 identify, signs in with an Ed25519 key (signed here with ``cryptography`` directly, not
-with sysadmd's code), follows ``events/bridge`` and relays envelopes to servers.
+with sysadmd's code), follows ``events/bridge`` and relays envelopes to servers; its
+relayed ``rpc/auth_ssl`` signs the relay binding spelled out here (:func:`relay_text`),
+independently of ``sysadmd.protocol.relay``.
 """
 
 import json
@@ -31,7 +33,8 @@ failure_delay = 0.2
 
 
 class BridgeDaemon(Daemon):
-    """A running ``twistd -n sysadm-bridge``; ``keys_file`` is its ``[auth] keys_file``."""
+    """A running ``twistd -n sysadm-bridge``; ``keys_file`` is its ``[auth] keys_file``
+    (clients), ``server_keys_file`` its ``[auth] server_keys_file`` (servers)."""
 
     plugin = "sysadm-bridge"
     listening = re.compile(r"sysadm-bridge listening on (wss?://[^\s]+)")
@@ -41,6 +44,7 @@ class BridgeDaemon(Daemon):
         os.makedirs(tmp_path, exist_ok=True)
         super().__init__(tmp_path, config.replace("{listen}", listen), **kwargs)
         self.keys_file = os.path.join(self.state_dir, "keys")
+        self.server_keys_file = os.path.join(self.state_dir, "server_keys")
 
     @property
     def port(self):
@@ -51,6 +55,11 @@ class BridgeDaemon(Daemon):
         """``sysadmd-admin key add`` an OpenSSH public key line to the bridge's keys file;
         returns the fingerprint."""
         return add_key(self.keys_file, user, public_line)
+
+    def register_server(self, user, public_line):
+        """Pair a server: its key into the bridge's server keys file (the only way to
+        become a server); returns the fingerprint."""
+        return add_key(self.server_keys_file, user, public_line)
 
 
 def add_key(keys_file, user, public_line):
@@ -76,12 +85,21 @@ def public_line(key, comment="test"):
 
 
 def export_key(daemon):
-    """The daemon's bridge key, from the real ``sysadmd-admin bridge export-key``."""
+    """The daemon's bridge key, from the real ``sysadmd-admin bridge export-key``; its
+    fingerprint (printed on stderr) is kept as ``daemon.bridge_fingerprint``."""
     result = subprocess.run(
         [ADMIN, "bridge", "export-key", "--config", str(daemon.config_path)],
         capture_output=True, text=True, check=True,
     )
+    [fingerprint] = re.findall(r"^fingerprint (SHA256:\S+)$", result.stderr, re.MULTILINE)
+    daemon.bridge_fingerprint = fingerprint
     return result.stdout.strip()
+
+
+def relay_text(server_fingerprint, connection_id, test_string):
+    """What a relayed client signs for ``rpc/auth_ssl`` (issue 13): the scheme, the
+    server's bridge key fingerprint, the client's own connection id and the test string."""
+    return f"sysadm-relay-v1\n{server_fingerprint}\n{connection_id}\n{test_string}"
 
 
 def _sign(key, test_string):
@@ -102,6 +120,7 @@ class BridgeClient:
         self.identified = False
         self.bridge_frames = []  # envelopes from the bridge itself
         self.bridge_events = []  # available_connections lists, in order
+        self.bridge_args = []  # the whole args of each bridge event, in order
         self._seen_events = 0
         self.relayed = defaultdict(list)  # sender id -> decoded envelopes
         self.raw_relayed = []  # (sender, payload text) in order
@@ -127,6 +146,7 @@ class BridgeClient:
             elif message.get("namespace") == "events" and message.get("name") == "bridge":
                 assert message["id"] == "", message
                 self.bridge_events.append(message["args"]["available_connections"])
+                self.bridge_args.append(message["args"])
             else:
                 self.bridge_frames.append(message)
         else:
@@ -175,6 +195,24 @@ class BridgeClient:
     def available(self):
         """The last list the bridge sent, or None."""
         return self.bridge_events[-1] if self.bridge_events else None
+
+    @property
+    def connection_id(self):
+        """This connection's id on the bridge, as its last bridge event says."""
+        return self.bridge_args[-1]["connection_id"] if self.bridge_args else None
+
+    @property
+    def connections(self):
+        """Who each listed connection is (role, fingerprint, hostname), as last told."""
+        return self.bridge_args[-1]["connections"] if self.bridge_args else {}
+
+    def server_with_key(self, fingerprint):
+        """The listed connection the bridge says is the server with this key, or None."""
+        for connection_id in self.available or ():
+            entry = self.connections.get(connection_id, {})
+            if entry.get("role") == "server" and entry.get("fingerprint") == fingerprint:
+                return connection_id
+        return None
 
     # To the bridge
 
@@ -239,6 +277,17 @@ class BridgeClient:
             return None
 
         return self.wait_for(reply, timeout, f"{server}'s reply to {namespace}/{name}")
+
+    def key_sign_in(self, server, key, server_fingerprint, connection_id=None):
+        """Relayed ``rpc/auth_ssl`` to ``server`` with ``key``, signing the challenge bound
+        to ``server_fingerprint`` and ``connection_id`` (default: this connection's own);
+        returns ``(stage 1 reply, stage 2 reply)``."""
+        stage1 = self.call(server, "rpc", "auth_ssl")
+        assert stage1["name"] == "response", stage1
+        text = relay_text(server_fingerprint, connection_id or self.connection_id,
+                          stage1["args"]["test_string"])
+        stage2 = self.call(server, "rpc", "auth_ssl", {"encrypted_string": _sign(key, text)})
+        return stage1, stage2
 
     def next_event(self, server, frame_name, predicate=lambda args: True, timeout=10):
         """The next event ``frame_name`` relayed from ``server`` whose args satisfy

@@ -1,12 +1,11 @@
 """A real bridge, two real daemons and clients holding different keys, over loopback.
 
 Daemon A accepts the keys of clients 1 and 2, daemon B only client 1's. The daemons'
-bridge keys come from the real ``sysadmd-admin bridge export-key`` and are registered on
-the bridge with ``sysadmd-admin key add``. A has the user alice, B the user bob, so a
+bridge keys come from the real ``sysadmd-admin bridge export-key`` and are registered in
+the bridge's server keys file with ``sysadmd-admin key add``. A has the user alice, B the user bob, so a
 password login through the relay tells which daemon answers.
 """
 
-import base64
 import contextlib
 import os
 import subprocess
@@ -44,7 +43,7 @@ def start_daemon(tmp_path, name, bridge, user, password, client_keys, env):
     daemon.add_user(user, password)
     for key in client_keys:
         add_key(os.path.join(daemon.state_dir, "keys"), user, public_line(key))
-    bridge.register(f"server-{name}", export_key(daemon))
+    bridge.register_server(f"server-{name}", export_key(daemon))
     return daemon
 
 
@@ -131,12 +130,16 @@ def identify_servers(net, c1, c2):
 
 
 def test_each_client_sees_only_the_servers_that_accept_its_key(network):
-    """Client 1 (accepted by A and B) sees two servers, client 2 (accepted by A) one."""
+    """Client 1 (accepted by A and B) sees two servers, client 2 (accepted by A) one; the
+    bridge event names each by the key it proved."""
     c1 = network.client(network.key1, expect=2)
     c2 = network.client(network.key2, expect=1)
     a_id, b_id = identify_servers(network, c1, c2)
     assert sorted(c1.available) == sorted([a_id, b_id])
     assert c2.available == [a_id]
+    assert c1.server_with_key(network.a.bridge_fingerprint) == a_id
+    assert c1.server_with_key(network.b.bridge_fingerprint) == b_id
+    assert c2.connections[a_id]["role"] == "server" and c2.connection_id not in (a_id, b_id, c1.connection_id)
     # B does not know alice: the reply really comes from another daemon.
     reply = c1.call(b_id, "rpc", "auth", {"username": "alice", "password": "alice-secret-pw"})
     assert reply["namespace"] == "error" and reply["args"]["code"] == 401
@@ -148,10 +151,10 @@ def test_dispatcher_job_events_come_back_through_the_relay(network):
     c1 = network.client(network.key1, expect=2)
     c2 = network.client(network.key2, expect=1)
     [a_id] = c2.available
-    challenge = c1.call(a_id, "rpc", "auth_ssl")
-    assert challenge["name"] == "response", challenge
-    signature = network.key1.sign(challenge["args"]["test_string"].encode())
-    reply = c1.call(a_id, "rpc", "auth_ssl", {"encrypted_string": base64.b64encode(signature).decode()})
+    # Relayed, the signature is over the challenge bound to A's key and c1's connection.
+    challenge, reply = c1.key_sign_in(a_id, network.key1, network.a.bridge_fingerprint)
+    assert challenge["args"]["bind"] == {"scheme": "sysadm-relay-v1", "server": network.a.bridge_fingerprint,
+                                         "connection": c1.connection_id}
     assert reply["name"] == "response" and len(reply["args"][0]) == 64, reply
     assert c1.call(a_id, "events", "subscribe", ["dispatcher"])["args"] == {"subscribe": ["dispatcher"]}
     started = c1.call(a_id, "rpc", "dispatcher", {"action": "run", "bridged-job": ["echo through the bridge"]})
@@ -326,7 +329,7 @@ def test_wss_bridge_with_a_pinned_certificate(tmp_path):
         config = DAEMON_CONFIG.replace("{url}", bridge.url) + f"ca_file = {cert}\n"
         daemon = Daemon(tmp_path / "d", config)
         daemon.add_user("alice", "alice-secret-pw")
-        bridge.register("server", export_key(daemon))
+        bridge.register_server("server", export_key(daemon))
         daemon.start()
         try:
             daemon.wait_for_log(SIGNED_IN)
@@ -355,7 +358,7 @@ def test_a_daemon_does_not_sign_in_to_an_untrusted_wss_bridge(tmp_path):
     try:
         (tmp_path / "d").mkdir()
         daemon = Daemon(tmp_path / "d", DAEMON_CONFIG.replace("{url}", bridge.url))
-        bridge.register("server", export_key(daemon))
+        bridge.register_server("server", export_key(daemon))
         daemon.start()
         try:
             daemon.wait_for_log(r"certificate verify failed", timeout=20)

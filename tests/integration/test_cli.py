@@ -409,7 +409,7 @@ def bridged(tmp_path):
     key = new_key()
     add_key(os.path.join(daemon.state_dir, "keys"), "alice", public_line(key))
     bridge.register("client", public_line(key))
-    bridge.register("server", export_key(daemon))
+    bridge.register_server("server", export_key(daemon))
     key_path = tmp_path / "client-key"
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                            serialization.NoEncryption()))
@@ -422,9 +422,12 @@ def bridged(tmp_path):
         bridge.stop()
 
 
-def test_through_a_bridge_by_host_name(bridged):
+def test_through_a_bridge_by_key_fingerprint(bridged):
+    """The server behind the bridge is named by its bridge key's fingerprint (as
+    export-key printed it); key sign-in through the relay works; a host name is refused,
+    and an unknown fingerprint lists the offered servers by fingerprint and label."""
     bridge, daemon, key = bridged
-    via = ["--bridge", bridge.url, "--server", socket.gethostname(), "--key", key, "--user", "alice"]
+    via = ["--bridge", bridge.url, "--server", daemon.bridge_fingerprint, "--key", key, "--user", "alice"]
     env = environment(daemon.tmp_path, "alice-secret-pw")
     result = subprocess.run([SYSADM, *via, "identify", "--json"], capture_output=True, text=True,
                             timeout=60, env=env)
@@ -433,6 +436,11 @@ def test_through_a_bridge_by_host_name(bridged):
     result = subprocess.run([SYSADM, *via, "run", "via-bridge", "echo through the bridge", "--wait"],
                             capture_output=True, text=True, timeout=60, env=env)
     assert (result.returncode, result.stdout) == (0, "through the bridge\n"), result
-    result = subprocess.run([SYSADM, *via[:3], "no-such-server", *via[4:], "jobs"],
+    result = subprocess.run([SYSADM, *via[:3], socket.gethostname(), *via[4:], "jobs"],
                             capture_output=True, text=True, timeout=60, env=env)
-    one_error_line(result, r"offers no server 'no-such-server' \(available: \S+ \(" + re.escape(socket.gethostname()))
+    one_error_line(result, r"is not a key fingerprint: .*sysadmd-admin bridge export-key")
+    unknown = "SHA256:" + "A" * 43
+    result = subprocess.run([SYSADM, *via[:3], unknown, *via[4:], "jobs"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    one_error_line(result, re.escape(f"offers no server {unknown} (offered servers: "
+                                     f"{daemon.bridge_fingerprint} ({socket.gethostname()}))"))

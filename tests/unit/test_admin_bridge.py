@@ -101,7 +101,10 @@ def test_export_key_generates_once_and_prints_the_public_half(config_path, capsy
     assert fingerprint(public) == fingerprint(key.public_key())
     assert admin("bridge", "export-key", "--config", str(config_path), "--comment", "web1") == 0
     out2, err2 = capsys.readouterr()
-    assert err2 == "" and out2.split()[:2] == out.split()[:2] and out2.split()[2] == "web1"
+    # The fingerprint (what clients pass as sysadm --server) always goes to stderr.
+    assert err.endswith(f"fingerprint {fingerprint(public)}\n")
+    assert err2 == f"fingerprint {fingerprint(public)}\n"
+    assert out2.split()[:2] == out.split()[:2] and out2.split()[2] == "web1"
 
 
 def test_export_key_uses_the_configured_key(tmp_path, capsys):

@@ -59,15 +59,17 @@ def test_bridge_sections_are_its_own():
 
 def test_bridge_accepts_every_daemon_server_and_auth_key():
     """A daemon's [server] and [auth] keys are all valid in the bridge's file; the ones it
-    does not use say so in their documentation."""
+    does not use say so in their documentation. The bridge adds [auth] server_keys_file."""
     from sysadmd.taps import sections as daemon_schema
 
+    own = {"server": set(), "auth": {"server_keys_file"}}
     for section in ("server", "auth"):
-        assert set(bridge_schema.SECTIONS[section]) == set(daemon_schema.SECTIONS[section])
+        assert set(bridge_schema.SECTIONS[section]) == set(daemon_schema.SECTIONS[section]) | own[section]
     assert "Unused by the bridge" in bridge_schema.AUTH["backends"].doc
     assert "Unused by the bridge" not in bridge_schema.AUTH["keys_file"].doc
     config = load_config(bridge_schema.SECTIONS, text="[auth]\nbackends = users\npam_service = other\n")
     assert config["server"]["listen"] == ["tcp:12149:interface=127.0.0.1"]
+    assert config.path("auth", "server_keys_file", "server_keys") == "/var/db/sysadm-bridge/server_keys"
 
 
 def _write_key(path, key, fmt=serialization.PrivateFormat.PKCS8, password=None):

@@ -212,3 +212,21 @@ def test_backoff_resets_after_a_signed_in_link_and_caps_jitter():
     backoff.link_ended(signed_in=True)
     assert backoff.unsigned == 0 and backoff(1) == pytest.approx(2.49)
     assert backoff(100) == 60.0
+
+
+def test_relayed_clients_are_keyed_on_their_key_and_bound_to_the_link_key():
+    """The bridge event's connections map gives each relayed client's key: its failed
+    logins count on ``bridge:<nick>:<key>``, and its auth_ssl is bound to the link's key
+    fingerprint and its connection id."""
+    bridge = Bridge()
+    bridge.sign_in()
+    bridge.send({"id": "", "namespace": "events", "name": "bridge", "args": {
+        "available_connections": ["c1"], "connection_id": "me-on-the-bridge",
+        "connections": {"c1": {"role": "client", "fingerprint": "SHA256:k"}},
+    }})
+    bridge.send('c1\n{"namespace": "rpc", "name": "identify", "id": 7, "args": {}}')
+    client = bridge.protocol.clients.get("c1")
+    assert client.peer_host == "bridge:test:SHA256:k"
+    assert client.session.challenge_binding.describe() == {
+        "bind": {"scheme": "sysadm-relay-v1", "server": "SHA256:me", "connection": "c1"}
+    }

@@ -28,17 +28,16 @@ class Announcements:
         return None
 
 
-def server(registry, connection_id, accepts):
+def server(registry, connection_id, accepts, label=None):
     registry.add(connection_id)
-    registry.identified(connection_id, "server")
-    registry.signed_in(connection_id, f"SHA256:server-{connection_id}")
+    registry.labelled(connection_id, label)
+    registry.signed_in(connection_id, f"SHA256:server-{connection_id}", "server")
     registry.accepts(connection_id, accepts)
 
 
 def client(registry, connection_id, key):
     registry.add(connection_id)
-    registry.identified(connection_id, "client")
-    registry.signed_in(connection_id, key)
+    registry.signed_in(connection_id, key, "client")
 
 
 @pytest.fixture
@@ -84,8 +83,7 @@ def test_signing_in_announces_even_an_empty_list_and_changes_only_when_they_chan
     client(registry, "c2", KEY_2)
     assert announced.take() == [("c2", [])]
     registry.add("A")
-    registry.identified("A", "server")
-    registry.signed_in("A", "SHA256:a")
+    registry.signed_in("A", "SHA256:a", "server")
     assert announced.take() == [("A", [])]
     registry.accepts("A", [KEY_1])
     assert sorted(announced.take()) == [("A", ["c1"]), ("c1", ["A"])]
@@ -99,7 +97,7 @@ def test_unauthenticated_connections_are_invisible_and_hear_nothing(setup):
     server(registry, "A", [KEY_1])
     announced.take()
     registry.add("c1")
-    registry.identified("c1", "client")
+    registry.labelled("c1", "laptop")
     assert announced.take() == []
     assert registry.available("A") == set()
     assert not registry.can_relay("c1", "A")
@@ -144,19 +142,60 @@ def test_a_server_that_stops_accepting_a_key_loses_that_client(setup):
     assert sorted(announced.take()) == [("A", ["c2"]), ("c1", [])]
 
 
-def test_late_identify_turns_a_client_into_a_server(setup):
-    """A connection that signs in before identifying counts as a client until it says it
-    is a server."""
+def test_the_role_is_the_one_given_at_sign_in_never_a_label(setup):
+    """A connection is a server only when it signs in as one: what it calls itself (its
+    label) and the accept list it sends change nothing for a client."""
     registry, announced = setup
     client(registry, "c1", KEY_1)
+    registry.add("fake")
+    registry.labelled("fake", "server")
+    registry.signed_in("fake", KEY_2, "client")
+    registry.accepts("fake", [KEY_1])
+    assert registry.role("fake") == "client"
+    assert registry.available("c1") == set() and registry.available("fake") == set()
+    assert not registry.can_relay("fake", "c1") and not registry.can_relay("c1", "fake")
+    registry.signed_in("fake", KEY_2, "something else")
+    assert registry.role("fake") == "client"
+
+
+def test_signing_in_again_with_a_server_key_makes_a_server(setup):
+    """The role follows the key of the latest sign-in."""
+    registry, _ = setup
+    client(registry, "c1", KEY_1)
     registry.add("A")
-    registry.signed_in("A", KEY_1)
-    assert registry.role("A") == "client" and registry.available("A") == set()
-    registry.identified("A", "server")
+    registry.signed_in("A", KEY_2, "client")
     registry.accepts("A", [KEY_1])
-    assert registry.available("c1") == {"A"}
-    registry.identified("A", "something else")
-    assert registry.role("A") == "client" and registry.available("c1") == set()
+    assert registry.available("c1") == set()
+    registry.signed_in("A", "SHA256:a", "server")
+    assert registry.role("A") == "server" and registry.available("c1") == {"A"}
+
+
+def test_details_give_role_proven_fingerprint_and_label_when_known(setup):
+    """Each listed id's role, the key it signed in with, and its label only if it gave one."""
+    registry, _ = setup
+    server(registry, "A", [KEY_1], label="web1")
+    server(registry, "B", [KEY_1])
+    client(registry, "c1", KEY_1)
+    registry.add("quiet")
+    assert registry.details(["A", "B", "c1", "quiet", "gone"]) == {
+        "A": {"role": "server", "fingerprint": "SHA256:server-A", "hostname": "web1"},
+        "B": {"role": "server", "fingerprint": "SHA256:server-B"},
+        "c1": {"role": "client", "fingerprint": KEY_1},
+    }
+
+
+def test_a_client_signing_in_with_another_key_is_announced_again(setup):
+    """The servers that reach a client are told again when its key changes, even if their
+    lists stay the same (a daemon counts failed logins on the key)."""
+    registry, announced = setup
+    server(registry, "A", [KEY_1, KEY_2])
+    client(registry, "c1", KEY_1)
+    announced.take()
+    registry.signed_in("c1", KEY_2, "client")
+    assert sorted(announced.take()) == [("A", ["c1"]), ("c1", ["A"])]
+    assert registry.details(["c1"])["c1"]["fingerprint"] == KEY_2
+    registry.signed_in("c1", KEY_2, "client")
+    assert announced.take() == [("c1", ["A"])]
 
 
 def test_duplicate_ids_are_refused(setup):

@@ -1,9 +1,11 @@
-"""The bridge's WebSocket protocol in memory: ids, identify, auth_ssl, checksums, relay,
-limits. Connections are driven through StringTransports on a task.Clock."""
+"""The bridge's WebSocket protocol in memory: ids, identify, auth_ssl, roles from the key
+files, the bridge event, checksums, relay, limits. Connections are driven through
+StringTransports on a task.Clock."""
 
 import base64
 import json
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.internet import task
@@ -17,7 +19,7 @@ from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.keys_file import KeysFile, fingerprint
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.auth import KeyHolders
+from sysadmd.bridge.auth import BridgeKeys, BridgeSignIn, KeyHolders
 from sysadmd.bridge.server import BridgeServerFactory, register_calls
 from sysadmd.interfaces import IPasswordBackend
 from sysadmd.channel.router import Router
@@ -34,11 +36,14 @@ class Bridge:
         settings.setdefault("slow_subscriber", "disconnect")
         self.clock = task.Clock()
         self.keys = KeysFile(str(tmp_path / "keys"))
+        self.server_keys = KeysFile(str(tmp_path / "server_keys"))
         self.tokens = TokenStore(self.clock, 900)
         self.bans = BanList(self.clock, 3, 600, 3600, ban_loopback=True)
         router = Router()
-        authenticator = Authenticator(
-            self.clock, self.tokens, self.bans, [KeyHolders()], self.keys, find_signer, 0
+        keys = BridgeKeys(self.keys, self.server_keys)
+        authenticator = BridgeSignIn(
+            Authenticator(self.clock, self.tokens, self.bans, [KeyHolders()], keys, find_signer, 0),
+            keys,
         )
         ids = iter(f"id{n}" for n in range(1, 1000))
         self.factory = BridgeServerFactory(
@@ -48,22 +53,29 @@ class Bridge:
         self.factory.setProtocolOptions(closeHandshakeTimeout=0)
         register_calls(router, authenticator, self.factory)
 
-    def key(self, user):
-        """A new key registered in the bridge's keys file."""
+    def key(self, user, keys_file=None):
+        """A new key registered in the bridge's (client) keys file."""
         key = ed25519.Ed25519PrivateKey.generate()
         line = key.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         )
-        self.keys.add(user, line)
+        (keys_file or self.keys).add(user, line)
         return key
 
-    def connect(self, role="client", host="10.0.0.1"):
-        """A connection that answered identify as ``role``."""
+    def server_key(self, user):
+        """A new key registered in the bridge's server keys file."""
+        return self.key(user, self.server_keys)
+
+    def connect(self, role="client", host="10.0.0.1", hostname=None):
+        """A connection that answered identify as ``role`` (and ``hostname``)."""
         conn = Conn(self, host)
         [ask] = conn.envelopes()
         assert ask == {"namespace": "rpc", "name": "identify", "id": "sysadm_bridge_request_ident", "args": {}}
         if role is not None:
-            conn.reply("sysadm_bridge_request_ident", {"type": role})
+            args = {"type": role}
+            if hostname is not None:
+                args["hostname"] = hostname
+            conn.reply("sysadm_bridge_request_ident", args)
         return conn
 
 
@@ -114,10 +126,17 @@ def events(envelopes):
     return [e["args"]["available_connections"] for e in envelopes if e.get("name") == "bridge"]
 
 
-def server(bridge, accepts, user="srv"):
-    """A signed-in server that answered the checksums request with ``accepts``."""
-    conn = bridge.connect("server")
-    received = conn.sign_in(bridge.key(user))
+def full_events(envelopes):
+    return [e["args"] for e in envelopes if e.get("name") == "bridge"]
+
+
+def server(bridge, accepts, user="srv", hostname=None):
+    """A connection signed in with a server key that answered the checksums request with
+    ``accepts``."""
+    conn = bridge.connect("server", hostname=hostname)
+    key = bridge.server_key(user)
+    conn.key = fingerprint(key.public_key())
+    received = conn.sign_in(key)
     assert received[0]["id"] == "s2" and received[0]["name"] == "response", received
     assert {"namespace": "rpc", "name": "settings", "id": "bridge_request_list_keys",
             "args": {"action": "list_ssl_checksums"}} in received
@@ -147,7 +166,8 @@ def test_sign_in_reply_comes_before_the_first_bridge_event(tmp_path):
     _, _, received = client(bridge)
     assert [e.get("name") for e in received] == ["response", "bridge"]
     assert received[1] == {"namespace": "events", "name": "bridge", "id": "",
-                           "args": {"available_connections": []}}
+                           "args": {"available_connections": [], "connection_id": "id1",
+                                    "connections": {}}}
 
 
 def test_clients_see_only_servers_that_accept_their_key(tmp_path):
@@ -326,3 +346,104 @@ def test_unidentified_connection_counts_as_a_client(tmp_path):
     conn.sign_in(key)
     a = server(bridge, [fingerprint(key.public_key())])
     assert events(conn.envelopes()) == [[a.id]]
+
+
+# Roles come from the bridge's key files (issue 13, item 1)
+
+
+def test_a_client_key_claiming_to_be_a_server_stays_a_client(tmp_path):
+    """A peer signed in with a client key that answers identify as a server of the
+    victim's host name and sends an accept list holding the victim's key is never asked
+    for that list, is never offered to the victim, and cannot reach it; the bridge warns."""
+    from twisted.logger import capturedLogs
+
+    bridge = Bridge(tmp_path)
+    real = server(bridge, [], "web1", hostname="web1")
+    victim, victim_key, _ = client(bridge, "victim")
+    real.reply("bridge_request_list_keys", {"sha256_keys": [victim_key]})
+    victim.envelopes()
+    with capturedLogs() as logged:
+        fake = bridge.connect("server", hostname="web1")
+        received = fake.sign_in(bridge.key("mallory"))
+        assert received[0]["name"] == "response"
+        assert not any(e.get("id") == "bridge_request_list_keys" for e in received)
+        fake.reply("bridge_request_list_keys", {"sha256_keys": [victim_key]})
+    assert bridge.factory.registry.role(fake.id) == "client"
+    assert events(victim.envelopes()) == []  # the victim's list never changed
+    assert bridge.factory.registry.available(victim.id) == {real.id}
+    fake.send(f"{victim.id}\nhello")
+    assert fake.envelopes()[-1]["args"]["code"] == 404
+    assert [t for t in victim.texts() if not t.startswith("{")] == []
+    warnings = [e for e in logged if "claims to be a server" in e.get("log_format", "")]
+    assert len(warnings) == 1 and warnings[0]["connection_id"] == fake.id
+
+
+def test_a_server_key_makes_a_server_whatever_identify_says(tmp_path):
+    """The role follows the key: a server key signs in a server even when its identify
+    answer says client (or nothing)."""
+    bridge = Bridge(tmp_path)
+    c1, key1, _ = client(bridge)
+    quiet = bridge.connect(role=None)
+    received = quiet.sign_in(bridge.server_key("web2"))
+    assert {"namespace": "rpc", "name": "settings", "id": "bridge_request_list_keys",
+            "args": {"action": "list_ssl_checksums"}} in received
+    quiet.reply("bridge_request_list_keys", {"sha256_keys": [key1]})
+    assert bridge.factory.registry.role(quiet.id) == "server"
+    assert events(c1.envelopes()) == [[quiet.id]]
+
+
+def test_the_bridge_event_says_who_each_connection_is(tmp_path):
+    """Each event has the receiver's own id and, for each listed id, its role, the
+    fingerprint it proved and its label when it gave one."""
+    bridge = Bridge(tmp_path)
+    c1, key1, _ = client(bridge, "c1")
+    a = server(bridge, [key1], "a", hostname="web1")
+    b = server(bridge, [key1], "b")
+    *_, last = full_events(c1.envelopes())
+    assert last == {
+        "available_connections": sorted([a.id, b.id]),
+        "connection_id": c1.id,
+        "connections": {
+            a.id: {"role": "server", "fingerprint": a.key, "hostname": "web1"},
+            b.id: {"role": "server", "fingerprint": b.key},
+        },
+    }
+    *_, seen_by_a = full_events(a.envelopes())
+    assert seen_by_a == {"available_connections": [c1.id], "connection_id": a.id,
+                         "connections": {c1.id: {"role": "client", "fingerprint": key1}}}
+
+
+@pytest.mark.parametrize("hostname", ["web\n1", "x" * 254, "", 7, None])
+def test_a_label_that_cannot_be_shown_is_left_out(tmp_path, hostname):
+    """Control characters, over-long or non-string host names give no label."""
+    bridge = Bridge(tmp_path)
+    c1, key1, _ = client(bridge)
+    server(bridge, [key1], hostname=hostname)
+    *_, last = full_events(c1.envelopes())
+    [entry] = last["connections"].values()
+    assert "hostname" not in entry
+
+
+def test_both_key_files_sign_in_and_a_key_in_both_is_a_server(tmp_path):
+    """BridgeKeys serves the authenticator every key of both files (a duplicate once) and
+    gives the server role only for the server keys file."""
+    bridge = Bridge(tmp_path)
+    client_key = bridge.key("alice")
+    server_key = bridge.server_key("web1")
+    line = server_key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    bridge.keys.add("web1-as-client", line)
+    keys = BridgeKeys(bridge.keys, bridge.server_keys)
+    loaded = [k.fingerprint for k in keys.load()]
+    assert sorted(loaded) == sorted({fingerprint(client_key.public_key()), fingerprint(server_key.public_key())})
+    assert keys.role_of(fingerprint(server_key.public_key())) == "server"
+    assert keys.role_of(fingerprint(client_key.public_key())) == "client"
+
+
+def test_an_unreadable_server_keys_file_gives_no_server_role(tmp_path):
+    """A damaged server keys file makes nobody a server (it is logged)."""
+    bridge = Bridge(tmp_path)
+    (tmp_path / "server_keys").write_text("not a key line\n")
+    keys = BridgeKeys(bridge.keys, bridge.server_keys)
+    assert keys.role_of("SHA256:anything") == "client"

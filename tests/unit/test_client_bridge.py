@@ -52,15 +52,29 @@ class FakeBridgeConnection:
         return unwrap(self.sent[-1])
 
 
-def bridge_event(ids):
-    return {"namespace": "events", "name": "bridge", "id": "", "args": {"available_connections": ids}}
+SERVER = "SHA256:" + "s" * 43
+OTHER = "SHA256:" + "o" * 43
+# Who each connection id is, as the bridge says (from the keys they proved to it).
+WHO = {
+    "srv-1": {"role": "server", "fingerprint": SERVER, "hostname": "web1"},
+    "other": {"role": "server", "fingerprint": OTHER, "hostname": "web2"},
+    "a": {"role": "server", "fingerprint": OTHER},
+    "b": {"role": "server", "fingerprint": "SHA256:" + "b" * 43, "hostname": "nas1"},
+}
 
 
-def make_link(server_wait=10):
+def bridge_event(ids, who=WHO, own="me"):
+    return {"namespace": "events", "name": "bridge", "id": "", "args": {
+        "available_connections": ids, "connection_id": own,
+        "connections": {i: who[i] for i in ids if i in who},
+    }}
+
+
+def make_link(server_wait=10, server=SERVER):
     clock = task.Clock()
     connection = FakeBridgeConnection()
     signed_in = defer.Deferred()
-    link = BridgeLink(clock, connection, "srv-1", lambda session: signed_in, server_wait=server_wait)
+    link = BridgeLink(clock, connection, server, lambda session: signed_in, server_wait=server_wait)
     started = []
     link.start().addBoth(started.append)
     return clock, connection, link, signed_in, started
@@ -82,6 +96,10 @@ def test_the_link_is_ready_once_signed_in_and_the_server_is_offered():
     assert started == []
     connection.from_bridge(bridge_event(["other", "srv-1"]))
     assert started == [link] and not clock.getDelayedCalls()
+    assert link.server_id == "srv-1" and link.connection_id == "me"
+    binding = link.session.challenge_binding
+    assert (binding.server_fingerprint, binding.connection_id) == (SERVER, "me")
+    assert link.bridge_session.challenge_binding is None  # the bridge's own sign-in is direct
 
 
 def test_server_frames_are_wrapped_and_replies_unwrapped_to_the_server_session():
@@ -106,38 +124,48 @@ def test_server_frames_are_wrapped_and_replies_unwrapped_to_the_server_session()
 
 
 def test_a_server_the_bridge_does_not_offer_is_a_clear_error():
+    """No identify probe is sent to anyone; the error lists the offered servers by
+    fingerprint, with their labels."""
     clock, connection, link, signed_in, started = make_link(server_wait=5)
     signed_in.callback(None)
     connection.from_bridge(bridge_event(["a", "b"]))
-    probes = [unwrap(text) for text in connection.sent]
-    assert [(sender, json.loads(payload)["name"]) for sender, payload in probes] == [("a", "identify"), ("b", "identify")]
-    connection.from_peer("a", {"namespace": "rpc", "name": "response", "id": json.loads(probes[0][1])["id"],
-                               "args": {"type": "server", "hostname": "web1"}})
+    assert connection.sent == []
     clock.advance(5)
     error = started[0].value
     assert isinstance(error, ClientError)
-    assert "offers no server 'srv-1' (available: a (web1), b)" in str(error)
+    assert f"offers no server {SERVER} (offered servers: SHA256:{'b' * 43} (nas1), {OTHER})" in str(error)
     assert not clock.getDelayedCalls()
 
 
-def test_a_server_is_found_by_its_host_name_when_ids_change():
+def test_a_server_is_chosen_by_its_key_never_by_its_host_name():
+    """Connections labelled with any host name, or claiming the pinned fingerprint with
+    the client role, are not chosen; the one the bridge lists as a server with that key is."""
     clock = task.Clock()
     connection = FakeBridgeConnection()
-    link = BridgeLink(clock, connection, "NAS1", lambda session: None)
+    link = BridgeLink(clock, connection, SERVER, lambda session: None)
     started = []
     link.start().addBoth(started.append)
-    connection.from_bridge(bridge_event(["id-a", "id-b"]))
-    probes = {sender: json.loads(payload) for sender, payload in map(unwrap, connection.sent)}
-    connection.from_peer("id-b", {"namespace": "rpc", "name": "response", "id": probes["id-b"]["id"],
-                                  "args": {"type": "server", "hostname": "nas1"}})
-    assert started == [link] and link.server_id == "id-b"
+    who = {
+        "fake-1": {"role": "server", "fingerprint": OTHER, "hostname": SERVER},
+        "fake-2": {"role": "client", "fingerprint": SERVER, "hostname": "web1"},
+        "real": {"role": "server", "fingerprint": SERVER},
+    }
+    connection.from_bridge(bridge_event(["fake-1", "fake-2"], who))
+    assert started == [] and connection.sent == []
+    connection.from_bridge(bridge_event(["fake-1", "fake-2", "real"], who))
+    assert started == [link] and link.server_id == "real"
     link.session.call("rpc", "auth", {})
-    assert unwrap(connection.sent[-1])[0] == "id-b"
-    # the other probe's late answer changes nothing
-    connection.from_peer("id-a", {"namespace": "rpc", "name": "response", "id": probes["id-a"]["id"],
-                                  "args": {"type": "server", "hostname": "nas1"}})
-    assert link.server_id == "id-b"
-    assert len(clock.getDelayedCalls()) == 1  # only the auth call's timeout: the probes are done
+    assert unwrap(connection.sent[-1])[0] == "real"
+
+
+def test_a_bridge_that_does_not_say_who_is_who_is_a_clear_error():
+    """An older bridge's event (ids only) cannot pick a server by key."""
+    clock, connection, link, signed_in, started = make_link(server_wait=5)
+    signed_in.callback(None)
+    connection.from_bridge({"namespace": "events", "name": "bridge", "id": "",
+                            "args": {"available_connections": ["srv-1"]}})
+    clock.advance(5)
+    assert "too old for --server SHA256:" in str(started[0].value)
 
 
 def test_refused_bridge_sign_in_fails_the_start():
@@ -166,12 +194,12 @@ def test_a_relay_error_from_the_bridge_ends_the_server_session():
     link.closed.addCallback(descriptions.append)
     connection.from_bridge({"namespace": "error", "name": "error", "id": None,
                             "args": {"code": 404, "message": "Not Found", "details": "gone",
-                                     "destination": "some-probe"}})
+                                     "destination": "another-connection"}})
     assert descriptions == []
     connection.from_bridge({"namespace": "error", "name": "error", "id": None,
                             "args": {"code": 404, "message": "Not Found", "details": "no such connection",
                                      "destination": "srv-1"}})
-    assert descriptions == ["the bridge cannot relay to server srv-1: no such connection"]
+    assert descriptions == [f"the bridge cannot relay to server {SERVER}: no such connection"]
 
 
 def test_losing_the_bridge_connection_fails_both_sessions():

@@ -65,10 +65,25 @@ def test_built_in_defaults_without_a_file(tmp_path):
 def test_bridge_needs_server_and_key(tmp_path):
     with pytest.raises(ClientError, match="--bridge and --server go together"):
         parse(["--bridge", "ws://b:12149", "jobs"], tmp_path)
+    server = "SHA256:" + "s1" * 21 + "x"
     with pytest.raises(ClientError, match="--bridge needs --key"):
-        parse(["--bridge", "ws://b:12149", "--server", "s1", "jobs"], tmp_path)
-    options = parse(["--bridge", "ws://b:12149", "--server", "s1", "--key", "/k", "jobs"], tmp_path)
-    assert (options.bridge, options.server, options.key) == ("ws://b:12149", "s1", "/k")
+        parse(["--bridge", "ws://b:12149", "--server", server, "jobs"], tmp_path)
+    options = parse(["--bridge", "ws://b:12149", "--server", server, "--key", "/k", "jobs"], tmp_path)
+    assert (options.bridge, options.server, options.key) == ("ws://b:12149", server, "/k")
+
+
+def test_the_server_behind_a_bridge_is_a_key_fingerprint_not_a_host_name(tmp_path):
+    """--server (or [client] server) must be SHA256:...; a host name is refused with what
+    to pass and where to get it."""
+    for argv, text in (
+        (["--bridge", "ws://b:12149", "--server", "vm", "--key", "/k", "jobs"], None),
+        (["--key", "/k", "jobs"], "[client]\nbridge = ws://b:12149\nserver = nas1\n"),
+    ):
+        with pytest.raises(ClientError) as caught:
+            parse(argv, tmp_path, text)
+        message = str(caught.value)
+        assert "is not a key fingerprint" in message and "SHA256:" in message
+        assert "sysadmd-admin bridge export-key" in message
 
 
 def test_subcommand_arguments():
