@@ -111,12 +111,13 @@ def _sign(key, test_string):
 class BridgeClient:
     """A client connection to a bridge (see the module docstring)."""
 
-    def __init__(self, url, identify_as="client", **kwargs):
+    def __init__(self, url, identify_as="client", hostname=None, **kwargs):
         kwargs.setdefault("open_timeout", 10)
         kwargs.setdefault("max_size", None)
         self._connection = connect(url, **kwargs)
         self.ws = self._connection.__enter__()
         self.identify_as = identify_as
+        self.hostname = hostname  # sent in the identify answer when given
         self.identified = False
         self.bridge_frames = []  # envelopes from the bridge itself
         self.bridge_events = []  # available_connections lists, in order
@@ -141,8 +142,10 @@ class BridgeClient:
             if message.get("namespace") == "rpc" and message.get("name") == "identify":
                 self.identified = True
                 if self.identify_as is not None:
-                    self.send({"namespace": "rpc", "name": "response", "id": message["id"],
-                               "args": {"type": self.identify_as}})
+                    args = {"type": self.identify_as}
+                    if self.hostname is not None:
+                        args["hostname"] = self.hostname
+                    self.send({"namespace": "rpc", "name": "response", "id": message["id"], "args": args})
             elif message.get("namespace") == "events" and message.get("name") == "bridge":
                 assert message["id"] == "", message
                 self.bridge_events.append(message["args"]["available_connections"])
