@@ -3,8 +3,10 @@ and the daemon's side of it (``[bridge]`` in sysadmd).
 
 - ``wire``: the frames both sides exchange (the protocol is described there);
 - ``registry``: who may reach whom (pure logic, no I/O);
+- ``auth``: sign-in, and the role a key makes a connection (server keys file or keys file);
 - ``server``: the bridge's WebSocket protocol and factory, built on ``sysadmd.server``;
-- ``schema`` and ``tap``: the bridge's configuration and twistd wiring;
-- ``urls``, ``keys``, ``relayed``, ``link`` and ``links``: the daemon's outgoing links to
-  bridges, with one :class:`sysadmd.channel.session.Session` per relayed client.
+- ``schema`` (and ``sysadmd.taps.bridge``): the bridge's configuration and twistd wiring;
+- ``urls``, ``keys``, ``relayed``, ``binding``, ``link`` and ``links``: the daemon's
+  outgoing links to bridges, with one :class:`sysadmd.channel.session.Session` per relayed
+  client, whose ``rpc/auth_ssl`` is bound to this server's key and the client's connection.
 """

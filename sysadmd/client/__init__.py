@@ -7,6 +7,7 @@
     calls.py       requests and replies matched by id, events, over one channel
     tls.py         certificate pinning by SHA-256 fingerprint
     connection.py  the Autobahn WebSocket client and the direct link
+    binding.py     the server named by its key fingerprint; relayed auth_ssl bound to it
     bridge.py      the relay framing and the link through a bridge
     auth.py        password, cached token and key (auth_ssl) sign-in
     render.py      event lines, colours and tables

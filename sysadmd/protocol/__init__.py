@@ -1,2 +1,3 @@
-"""The wire format: the envelope every frame uses, request errors, reply objects and
-WebSocket framing. Imports nothing of sysadmd but ``util``."""
+"""The wire format: the envelope every frame uses, request errors, reply objects,
+WebSocket framing, and what a client relayed by a bridge signs (``relay``). Imports
+nothing of sysadmd but ``util``."""
