@@ -143,3 +143,30 @@ def test_prepare_links_reports_a_bad_key_and_ca_file(tmp_path):
     errors = []
     prepare_links(config, errors)
     assert len(errors) == 1 and str(errors[0]).startswith("t.ini: [bridge] ca_file: cannot use")
+
+
+def test_the_bridge_reads_both_key_files_and_names_a_damaged_one(tmp_path):
+    """build_bridge_auth loads [auth] keys_file and server_keys_file (default
+    <state_dir>/server_keys); a damaged one is a config error naming its key, and the
+    returned authenticator gives the server role only for the server keys file."""
+    from twisted.internet import task
+
+    from sysadmd.auth.keys_file import fingerprint
+    from sysadmd.bridge.auth import BridgeSignIn, build_bridge_auth
+
+    config = load_config(bridge_schema.SECTIONS, text=f"[server]\nstate_dir = {tmp_path}\n", source="b.ini")
+    server_key = ed25519.Ed25519PrivateKey.generate()
+    line = server_key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    (tmp_path / "server_keys").write_text(f"web1 {line}\n")
+    errors = []
+    _, _, authenticator = build_bridge_auth(task.Clock(), config, errors)
+    assert errors == [] and isinstance(authenticator, BridgeSignIn)
+    assert authenticator.keys.role_of(fingerprint(server_key.public_key())) == "server"
+    assert [k.user for k in authenticator.keys.load()] == ["web1"]
+    (tmp_path / "server_keys").write_text("web1 not-a-key\n")
+    errors = []
+    build_bridge_auth(task.Clock(), config, errors)
+    [error] = [str(e) for e in errors]
+    assert error.startswith("b.ini: [auth] server_keys_file: ") and "server_keys, line 1" in error
