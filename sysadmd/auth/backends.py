@@ -1,8 +1,11 @@
 """The password backends of ``[auth] backends``: ``users`` (the users file) and ``pam``.
 
-Both do their slow, blocking work (Argon2id, PAM, NSS lookups) in the reactor's thread
-pool. A backend that breaks (an unreadable users file, a PAM error) is logged and answers
-None, so the next backend is still tried and the daemon stays up.
+Both do their slow, blocking work (Argon2id, PAM, NSS lookups) in a thread pool: the
+daemon gives them :class:`sysadmd.auth.limits.CheckThreads`' pool, whose size is
+``[auth] max_concurrent_checks``, so no more than that many hashes (64 MiB each for
+Argon2id) are ever computed at once; without one they use the reactor's. A backend that
+breaks (an unreadable users file, a PAM error) is logged and answers None, so the next
+backend is still tried and the daemon stays up.
 """
 
 import pam
@@ -17,30 +20,33 @@ from sysadmd.interfaces import IPasswordBackend
 _UNSAFE_PAM_SERVICES = ("su", "su-l")
 
 
-def _in_thread(reactor, function, *args):
-    return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+def _in_thread(reactor, threadpool, function, *args):
+    pool = threadpool if threadpool is not None else reactor.getThreadPool()
+    return deferToThreadPool(reactor, pool, function, *args)
 
 
 @implementer(IPasswordBackend)
 class UsersBackend:
-    """Checks passwords against a :class:`~sysadmd.auth.users_file.UsersFile`."""
+    """Checks passwords against a :class:`~sysadmd.auth.users_file.UsersFile`, in
+    ``threadpool`` (default: the reactor's)."""
 
     name = "users"
     log = Logger()
 
-    def __init__(self, reactor, users_file):
+    def __init__(self, reactor, users_file, threadpool=None):
         self._reactor = reactor
         self._users_file = users_file
+        self._threadpool = threadpool
 
     def authenticate(self, username, password):
         """See :meth:`sysadmd.interfaces.IPasswordBackend.authenticate`."""
-        d = _in_thread(self._reactor, self._users_file.verify, username, password)
+        d = _in_thread(self._reactor, self._threadpool, self._users_file.verify, username, password)
         d.addErrback(self._failed)
         return d
 
     def role_of(self, username):
         """See :meth:`sysadmd.interfaces.IPasswordBackend.role_of`."""
-        d = _in_thread(self._reactor, self._users_file.role_of, username)
+        d = _in_thread(self._reactor, self._threadpool, self._users_file.role_of, username)
         d.addErrback(self._failed)
         return d
 
@@ -57,13 +63,16 @@ class UsersBackend:
 class PamBackend:
     """Checks system accounts' passwords with PAM, then grants by group membership.
 
-    ``pam_factory`` makes a ``pam.pam()``-like authenticator; tests replace it.
+    ``pam_factory`` makes a ``pam.pam()``-like authenticator; tests replace it. The
+    work runs in ``threadpool`` (default: the reactor's).
     """
 
     name = "pam"
     log = Logger()
 
-    def __init__(self, reactor, service, full_groups, limited_groups, pam_factory=pam.pam):
+    def __init__(
+        self, reactor, service, full_groups, limited_groups, pam_factory=pam.pam, threadpool=None
+    ):
         if service in _UNSAFE_PAM_SERVICES:
             raise ValueError(
                 f"PAM service {service!r} accepts any password when run as root; "
@@ -76,10 +85,11 @@ class PamBackend:
         self._full_groups = tuple(full_groups)
         self._limited_groups = tuple(limited_groups)
         self._pam_factory = pam_factory
+        self._threadpool = threadpool
 
     def authenticate(self, username, password):
         """See :meth:`sysadmd.interfaces.IPasswordBackend.authenticate`."""
-        d = _in_thread(self._reactor, self._authenticate, username, password)
+        d = _in_thread(self._reactor, self._threadpool, self._authenticate, username, password)
         d.addErrback(self._failed, username)
         return d
 
@@ -95,7 +105,7 @@ class PamBackend:
 
     def role_of(self, username):
         """See :meth:`sysadmd.interfaces.IPasswordBackend.role_of`."""
-        d = _in_thread(self._reactor, self._role, username)
+        d = _in_thread(self._reactor, self._threadpool, self._role, username)
         d.addErrback(self._failed, username)
         return d
 

@@ -1,8 +1,13 @@
 """``rpc/auth``, ``rpc/auth_token``, ``rpc/auth_ssl`` and ``rpc/auth_clear``.
 
+Every guess (a password, a token, a signed challenge; REST Basic and Bearer alike) takes a
+failure slot of the client's address before it is checked (see
+:mod:`sysadmd.auth.bans`): while the address is banned, or its failures and guesses in
+flight reach ``max_failures``, it gets 429 without any check. Password checks run through
+the daemon-wide :class:`~sysadmd.auth.limits.CheckLimiter` (429 when its queue is full).
 Every failure answers the same 401 whatever the cause, no sooner than ``failure_delay``
-seconds after the request, and counts toward a ban of the client's address. While an
-address is banned its auth calls get 429 without any check. Nothing secret is logged.
+seconds after the request. A malformed request (400) is not a guess and takes no slot.
+Nothing secret is logged.
 """
 
 import base64
@@ -13,10 +18,13 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sysadmd.auth import policy
+from sysadmd.auth.limits import CheckLimiter, ChecksBusy
 from sysadmd.protocol.envelope import RequestError
 
 CHALLENGE_SECONDS = 30.0
 FAILED = "Authentication failed."
+BANNED = "Too many failed logins from this address; try again later."
+BUSY = "Too many logins in progress; try again later."
 
 
 class Authenticator:
@@ -24,12 +32,16 @@ class Authenticator:
 
     ``backends`` are :class:`sysadmd.interfaces.IPasswordBackend` providers tried in
     order; ``keys`` is a :class:`sysadmd.auth.keys_file.KeysFile` (or None);
-    ``find_signer(keys, test_string, signature)`` picks the key that signed.
+    ``find_signer(keys, test_string, signature)`` picks the key that signed;
+    ``limiter`` (a :class:`~sysadmd.auth.limits.CheckLimiter`, by default one with the
+    default bounds) runs the backends' password checks.
     """
 
     log = Logger()
 
-    def __init__(self, clock, tokens, bans, backends, keys, find_signer, failure_delay):
+    def __init__(
+        self, clock, tokens, bans, backends, keys, find_signer, failure_delay, limiter=None
+    ):
         self._clock = clock
         self._tokens = tokens
         self._bans = bans
@@ -37,6 +49,7 @@ class Authenticator:
         self._keys = keys
         self._find_signer = find_signer
         self._failure_delay = failure_delay
+        self.checks = limiter if limiter is not None else CheckLimiter()
         self.failures = 0
 
     CALLS = ("auth", "auth_token", "auth_ssl", "auth_clear")
@@ -49,10 +62,32 @@ class Authenticator:
 
     def _check_ban(self, session):
         if self._bans.is_banned(session.peer_host):
-            raise RequestError(429, "Too many failed logins from this address; try again later.")
+            raise RequestError(429, BANNED)
+
+    @defer.inlineCallbacks
+    def _guess(self, session, method, check, *args):
+        """Check one guess of ``session``'s client.
+
+        A slot is reserved first (429 when there is none). ``check(*args)`` fires with
+        ``(user, result)``, ``result`` None for a wrong guess, which stays counted and
+        answers 401 no sooner than the failure delay; an error of ``check`` (400 for a
+        malformed request, 429 when the checks are busy) releases the slot. Fires with
+        ``(user, result, attempt)``; the caller settles ``attempt``.
+        """
+        started = self._clock.seconds()
+        attempt = self._bans.reserve(session.peer_host)
+        if attempt is None:
+            raise RequestError(429, BANNED)
+        try:
+            user, result = yield check(*args)
+        except BaseException:
+            attempt.release()
+            raise
+        if result is None:
+            yield self._fail(session, attempt, started, method, user)
+        return user, result, attempt
 
     def _grant(self, session, user, access, method, key_fingerprint=None):
-        self._bans.record_success(session.peer_host)
         grant = self._tokens.issue(user, access)
         session.sign_in(grant, key_fingerprint)
         self.log.info(
@@ -65,9 +100,9 @@ class Authenticator:
         return [grant.token, int(self._tokens.ttl)]
 
     @defer.inlineCallbacks
-    def _fail(self, session, started, method, user=None):
+    def _fail(self, session, attempt, started, method, user=None):
         self.failures += 1
-        banned = self._bans.record_failure(session.peer_host)
+        banned = attempt.failed()
         self.log.warn(
             "failed {method} authentication from {peer}",
             method=method,
@@ -75,7 +110,11 @@ class Authenticator:
             user=user,
         )
         if banned:
-            self.log.warn("banned {peer} after repeated failed logins", peer=session.peer_host)
+            self.log.warn(
+                "banned {key} after repeated failed logins",
+                key=attempt.key,
+                peer=session.peer_host,
+            )
         remaining = started + self._failure_delay - self._clock.seconds()
         if remaining > 0:
             yield task.deferLater(self._clock, remaining, lambda: None)
@@ -84,40 +123,59 @@ class Authenticator:
     @defer.inlineCallbacks
     def auth(self, session, args):
         """``{"username", "password"}`` -> ``[token, lifetime]``."""
-        self._check_ban(session)
-        started = self._clock.seconds()
+        user, access, attempt = yield self._guess(session, "password", self._password, args)
+        attempt.succeeded()
+        return self._grant(session, user, access, "password")
+
+    def _password(self, args):
         if not isinstance(args, dict):
             raise RequestError(400, 'args must be {"username": ..., "password": ...}.')
         username, password = args.get("username"), args.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise RequestError(400, '"username" and "password" must be strings.')
-        access = None
-        if username and password and len(username) <= 256 and len(password) <= 4096:
-            for backend in self._backends:
-                try:
-                    access = yield backend.authenticate(username, password)
-                except Exception:
-                    self.log.failure("auth backend {backend} failed", backend=backend.name)
-                    access = None
-                if access is not None:
-                    break
-        if access is None:
-            yield self._fail(session, started, "password", user=username)
-        return self._grant(session, username, access, "password")
+        if not (username and password and len(username) <= 256 and len(password) <= 4096):
+            return defer.succeed((username, None))
+        try:
+            checked = self.checks.run(self._ask_backends, username, password)
+        except ChecksBusy:
+            raise RequestError(429, BUSY) from None
+        return checked.addCallback(lambda access: (username, access))
+
+    @defer.inlineCallbacks
+    def _ask_backends(self, username, password):
+        for backend in self._backends:
+            try:
+                access = yield backend.authenticate(username, password)
+            except Exception:
+                self.log.failure("auth backend {backend} failed", backend=backend.name)
+                access = None
+            if access is not None:
+                return access
+        return None
+
+    @defer.inlineCallbacks
+    def check_token(self, session, token):
+        """The live grant of ``token`` for ``session``'s client, as a guess: the same
+        slot, failure delay, ban count and answers (401, 429) as a password; a token that
+        is not a string is a malformed request (400). Used by rpc/auth_token and REST
+        Bearer; the caller attaches the grant to the session."""
+        _, grant, attempt = yield self._guess(session, "token", self._token, token)
+        # A token proves an earlier login, not a password: the failures stay counted.
+        attempt.release()
+        return grant
+
+    def _token(self, token):
+        if not isinstance(token, str):
+            raise RequestError(400, 'args must be {"token": "<token>"}.')
+        grant = self._tokens.lookup(token)
+        return defer.succeed((grant.user if grant is not None else None, grant))
 
     @defer.inlineCallbacks
     def auth_token(self, session, args):
         """``{"token"}`` -> ``[token, lifetime]`` for a live token."""
-        self._check_ban(session)
-        started = self._clock.seconds()
         token = args.get("token") if isinstance(args, dict) else None
-        if not isinstance(token, str):
-            raise RequestError(400, 'args must be {"token": "<token>"}.')
-        grant = self._tokens.lookup(token)
-        if grant is None:
-            yield self._fail(session, started, "token")
+        grant = yield self.check_token(session, token)
         session.sign_in(grant)
-        self._bans.record_success(session.peer_host)
         return [grant.token, int(self._tokens.ttl)]
 
     def auth_clear(self, session, args):
@@ -132,24 +190,33 @@ class Authenticator:
     def auth_ssl(self, session, args):
         """Stage 1 (empty args) -> ``{"test_string"}``; stage 2 ``{"encrypted_string"}``
         -> ``[token, lifetime]``."""
-        self._check_ban(session)
         if args in (None, "", [], {}):
+            self._check_ban(session)
             test_string = secrets.token_urlsafe(36)
             session.challenge = (test_string, self._clock.seconds() + CHALLENGE_SECONDS)
             reply = {"test_string": test_string}
             if session.challenge_binding is not None:
                 reply.update(session.challenge_binding.describe())
             return reply
-        if not isinstance(args, dict) or not isinstance(args.get("encrypted_string"), str):
-            raise RequestError(400, 'args must be empty (stage 1) or {"encrypted_string": <base64>}.')
-        return self._verify_challenge(session, args["encrypted_string"])
+        return self._verify_challenge(session, args)
 
     @defer.inlineCallbacks
-    def _verify_challenge(self, session, encoded):
-        started = self._clock.seconds()
+    def _verify_challenge(self, session, args):
+        (user, (signer, access), attempt) = yield self._guess(
+            session, "key", self._signed_by, session, args
+        )
+        attempt.succeeded()
+        return self._grant(session, user, access, f"key {signer.fingerprint}", signer.fingerprint)
+
+    @defer.inlineCallbacks
+    def _signed_by(self, session, args):
+        # Fires with (user, (signer, access)), or (user or None, None) when refused.
+        if not isinstance(args, dict) or not isinstance(args.get("encrypted_string"), str):
+            raise RequestError(400, 'args must be empty (stage 1) or {"encrypted_string": <base64>}.')
+        encoded = args["encrypted_string"]
         challenge, session.challenge = session.challenge, None  # usable once
         signer = None
-        if challenge is not None and challenge[1] > started and self._keys is not None:
+        if challenge is not None and challenge[1] > self._clock.seconds() and self._keys is not None:
             try:
                 signature = base64.b64decode(encoded, validate=False)
             except (binascii.Error, ValueError):
@@ -170,8 +237,5 @@ class Authenticator:
                 access = yield backend.role_of(signer.user)
                 if access is not None:
                     break
-        if access is None:
-            yield self._fail(session, started, "key", user=signer.user if signer else None)
-        return self._grant(
-            session, signer.user, access, f"key {signer.fingerprint}", signer.fingerprint
-        )
+        user = signer.user if signer is not None else None
+        return user, ((signer, access) if access is not None else None)

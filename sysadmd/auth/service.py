@@ -9,6 +9,7 @@ from sysadmd.auth.backends import PamBackend, UsersBackend
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.keys_file import KeysFile
+from sysadmd.auth.limits import CheckLimiter, CheckThreads
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.auth.users_file import UsersFile
@@ -24,18 +25,27 @@ def admin_command():
 
 
 def build_auth(reactor, config, errors):
-    """Return ``(tokens, bans, authenticator)``; configuration problems go to ``errors``."""
+    """Return ``(tokens, bans, authenticator, threads)``; ``threads`` is the service (a
+    :class:`CheckThreads`) whose pool the password backends work in, to be started with
+    the daemon. Configuration problems go to ``errors``."""
     auth = config["auth"]
     tokens = TokenStore(reactor, auth["token_ttl"])
     bans = BanList(
-        reactor, auth["max_failures"], auth["failure_window"], auth["ban_seconds"], auth["ban_loopback"]
+        reactor, auth["max_failures"], auth["failure_window"], auth["ban_seconds"],
+        auth["ban_loopback"], ipv6_prefix=auth["ban_ipv6_prefix"],
     )
+    # One bound twice: the limiter queues and refuses, the pool cannot run more anyway.
+    threads = CheckThreads(auth["max_concurrent_checks"])
+    limiter = CheckLimiter(auth["max_concurrent_checks"], auth["max_queued_checks"])
     backends = []
     for name in auth["backends"]:
         if name == "pam":
             try:
                 backends.append(
-                    PamBackend(reactor, auth["pam_service"], auth["full_groups"], auth["limited_groups"])
+                    PamBackend(
+                        reactor, auth["pam_service"], auth["full_groups"], auth["limited_groups"],
+                        threadpool=threads.pool,
+                    )
                 )
             except ValueError as e:
                 errors.append(ConfigError(config.source, "auth", "pam_service", str(e)))
@@ -54,9 +64,9 @@ def build_auth(reactor, config, errors):
                     command=admin_command(),
                     path=users_path,
                 )
-            backends.append(UsersBackend(reactor, users))
+            backends.append(UsersBackend(reactor, users, threadpool=threads.pool))
     keys = KeysFile(config.path("auth", "keys_file", "keys"))
     authenticator = Authenticator(
-        reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"]
+        reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"], limiter
     )
-    return tokens, bans, authenticator
+    return tokens, bans, authenticator, threads

@@ -86,7 +86,7 @@ def build_service(options, reactor):
     _check_sources(config, factories, errors)
     _check_conformance(config, errors)
     if not errors:
-        tokens, bans, authenticator = build_auth(reactor, config, errors)
+        tokens, bans, authenticator, auth_threads = build_auth(reactor, config, errors)
         descriptions = prepare_endpoints(reactor, config, errors)
         dispatcher_service = build_dispatcher(reactor, config, errors)
         bridges = prepare_links(config, errors)
@@ -105,6 +105,8 @@ def build_service(options, reactor):
     # The dispatcher starts first and stops last, after connections and sources.
     for child in (
         dispatcher_service,
+        # Password checks' threads: started before the ports open, stopped after they close.
+        auth_threads,
         SourcesService(reactor, hub, factories, config, services={"dispatcher": dispatcher}),
         ConnectionsService(reactor, factory),
         # Relayed clients share the factory's parts; their links close before the dispatcher stops.

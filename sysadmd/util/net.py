@@ -20,3 +20,20 @@ def is_loopback(host):
     address = ip_address(host)
     # Python before 3.13 does not call ::ffff:127.0.0.1 loopback; ip_address unmaps it.
     return address is not None and address.is_loopback
+
+
+def ban_key(host, ipv6_prefix=64):
+    """The key failed logins from ``host`` are counted and banned under.
+
+    An IPv4 address (``::ffff:a.b.c.d`` included) is itself; an IPv6 address is its
+    ``/ipv6_prefix`` network (e.g. ``2001:db8:1:2::/64``), because one host usually holds a
+    whole /64 and could otherwise try from a fresh address each time; anything that is not
+    an IP address (``unix``, a relayed client's ``bridge:<nick>:<fingerprint>``) is kept as
+    it is.
+    """
+    address = ip_address(host)
+    if address is None:
+        return host
+    if address.version == 4:
+        return str(address)
+    return str(ipaddress.ip_network((address, ipv6_prefix), strict=False))

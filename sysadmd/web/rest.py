@@ -102,17 +102,20 @@ class RestGateway:
 
     @defer.inlineCallbacks
     def _authenticate(self, request, session):
-        """Sign ``session`` in from the Authorization header; True for Basic."""
+        """Sign ``session`` in from the Authorization header; True for Basic.
+
+        Basic is rpc/auth and Bearer rpc/auth_token's check
+        (:meth:`~sysadmd.auth.handlers.Authenticator.check_token`): the same failure
+        slot, ban count, failure delay and 401/429 answers as a WebSocket login.
+        """
         header = request.getHeader("authorization")
         if not header:
             return False
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
-            grant = self._parts.tokens.lookup(value.strip())
-            if grant is None:
-                raise envelope.RequestError(401, "The token is not valid (expired or revoked).")
-            session.grant = grant
+            # No timers: the session lives for this one request.
+            session.grant = yield self._authenticator.check_token(session, value.strip())
             return False
         if scheme == "basic":
             try:
