@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import List
 
+from sysadmd.util.hosts import default_allowed_hosts
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:
@@ -19,6 +21,8 @@ class ConnectionSettings:
     subscriber_buffer_bytes: int = 1048576
     slow_subscriber: str = "drop"
     allowed_origins: List[str] = field(default_factory=list)
+    # What the default listen endpoint (127.0.0.1) allows; from_config computes the real one.
+    allowed_hosts: List[str] = field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
     compression: bool = False
     conformance_echo: bool = False
 
@@ -39,6 +43,7 @@ class ConnectionSettings:
             max_connections_per_ip=server["max_connections_per_ip"],
             max_inflight_requests=server["max_inflight_requests"],
             allowed_origins=list(server["allowed_origins"]),
+            allowed_hosts=list(server["allowed_hosts"]) or default_allowed_hosts(server["listen"]),
             compression=server["compression"],
             conformance_echo=server["conformance_echo"],
         )

@@ -4,9 +4,10 @@ certificate (generated on first start when ``[server] tls_generate = yes``)."""
 import socket
 
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
 
 from sysadmd.config import ConfigError
+from sysadmd.util.hosts import split_endpoint
+from sysadmd.util.log import Logger
 from sysadmd.util.net import is_loopback
 
 log = Logger()
@@ -55,25 +56,10 @@ def prepare_endpoints(reactor, config, errors):
     return descriptions
 
 
-def _split(description):
-    # Endpoint strings separate fields with ':' and escape with '\' (IPv6 interfaces).
-    fields, current, chars = [], [], iter(description)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    fields.append("".join(current))
-    return fields
-
-
 def is_loopback_endpoint(description):
     """Whether ``description`` is a TCP (or TLS) endpoint bound to a loopback interface
     only; anything else, including no interface (all addresses), is not."""
-    fields = _split(description)
+    fields = split_endpoint(description)
     if fields[0] not in ("tcp", "tcp6", "ssl"):
         return False
     interfaces = [f.split("=", 1)[1] for f in fields[1:] if f.startswith("interface=")]

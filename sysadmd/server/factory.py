@@ -1,19 +1,20 @@
 """The WebSocket server factory: shared state of every connection."""
 
-from collections import Counter
-
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
 from twisted.internet import defer
-from twisted.logger import Logger
+
 
 import sysadmd
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.protocol.framing import prepare_text
+from sysadmd.server.admission import Admission
+from sysadmd.server.browser import BrowserRules
 from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
+from sysadmd.util.log import Logger
 
 CLOSE_HANDSHAKE_TIMEOUT = 5.0
 
@@ -33,7 +34,12 @@ def accept_deflate(offers):
 class SysadmServerFactory(WebSocketServerFactory):
     """Builds :class:`SysadmServerProtocol` connections sharing the router, the event
     hub (None: nothing to subscribe to), the token store and the ban list (``parts``, as
-    every channel sees them). ``reactor`` is used for every timer."""
+    every channel sees them). ``reactor`` is used for every timer.
+
+    ``admission`` counts connections per address (and in all, once the daemon sets its
+    cap); ``browser`` holds the Host and Origin rules. A front door shares both with the
+    web site; listening with this factory directly (the bridge), each protocol admits
+    itself."""
 
     protocol = SysadmServerProtocol
     noisy = False  # we log connections ourselves, with the peer
@@ -60,9 +66,10 @@ class SysadmServerFactory(WebSocketServerFactory):
         )
         if settings.compression:
             self.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
+        self.admission = Admission(settings.max_connections_per_ip)
+        self.browser = BrowserRules.from_settings(settings)
         self._connections = set()
         self._open = set()
-        self._per_host = Counter()
 
     prepare = staticmethod(prepare_text)
 
@@ -71,23 +78,19 @@ class SysadmServerFactory(WebSocketServerFactory):
     def connection_made(self, protocol):
         """A TCP connection arrived (before its handshake)."""
         self._connections.add(protocol)
-        self._per_host[protocol.peer_host] += 1
 
     def connection_lost(self, protocol):
         """A connection is gone."""
         self._connections.discard(protocol)
         self._open.discard(protocol)
-        self._per_host[protocol.peer_host] -= 1
-        if self._per_host[protocol.peer_host] <= 0:
-            del self._per_host[protocol.peer_host]
 
     def opened(self, protocol):
         """A connection completed its WebSocket handshake."""
         self._open.add(protocol)
 
     def count_from(self, host):
-        """Connections from ``host`` now, including the one asking."""
-        return self._per_host[host]
+        """Connections from ``host`` now (WebSocket and HTTP), including the one asking."""
+        return self.admission.count_from(host)
 
     @property
     def open_connections(self):

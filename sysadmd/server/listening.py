@@ -3,10 +3,39 @@
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from sysadmd.config import ConfigError
+from sysadmd.util.log import Logger
+
+
+class _RefusingTLSFactory(TLSMemoryBIOFactory):
+    """Twisted's TLS wrapper, except that a connection the wrapped factory refuses
+    (``buildProtocol`` returns None) is closed at once, as on a plain TCP port, instead
+    of being wrapped around nothing."""
+
+    def buildProtocol(self, addr):
+        """None when the wrapped factory refuses ``addr``."""
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        return None if wrapped is None else self.protocol(self, wrapped)
+
+
+class _TLSListener:
+    """The reactor as ``ssl:`` endpoints see it: ``listenSSL`` wraps the factory with
+    :class:`_RefusingTLSFactory` (as Twisted's own ``listenSSL`` does with its
+    factory); everything else is the reactor's."""
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+    def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
+        """Listen on TCP with TLS on top."""
+        tls_factory = _RefusingTLSFactory(contextFactory, False, factory)
+        return self._reactor.listenTCP(port, tls_factory, backlog, interface)
 
 
 def endpoint_url(port, secure):
@@ -55,7 +84,9 @@ class ListenService(Service):
         for description in self._descriptions:
             outcome = []
             try:
-                endpoint = serverFromString(self._reactor, description)
+                secure = description.split(":", 1)[0] == "ssl"
+                reactor = _TLSListener(self._reactor) if secure else self._reactor
+                endpoint = serverFromString(reactor, description)
                 endpoint.listen(self._factory).addBoth(outcome.append)
             except Exception as e:
                 outcome.append(Failure(e))

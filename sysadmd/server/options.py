@@ -44,7 +44,27 @@ SERVER = {
         "10", number(0), "Seconds a TCP client has to complete the WebSocket handshake."
     ),
     "max_connections_per_ip": Option(
-        "256", integer(1), "Open connections allowed from one address; more get HTTP 503."
+        "256",
+        integer(1),
+        "Open connections (WebSocket and plain HTTP) allowed from one address; more get "
+        "HTTP 503.",
+    ),
+    "http_request_timeout": Option(
+        "10",
+        number(0.1),
+        "Seconds a plain HTTP request (headers and body) has to arrive whole, counted "
+        "from the connection's start or the end of the previous answer; a request still "
+        "incomplete then is dropped, however steadily its bytes trickle in.",
+    ),
+    "reserved_descriptors": Option(
+        "256",
+        integer(32),
+        "File descriptors kept out of reach of client connections: connections are capped "
+        "at the descriptor limit (RLIMIT_NOFILE) minus this; beyond, they are closed at "
+        "once, except 8 kept back that may only GET /health. The default covers two pipes "
+        "for each of [dispatcher] max_processes (64) jobs, about 40 for the daemon itself "
+        "(log, database and its journal, ports, event sources, bridge links, file "
+        "rewrites), the 8 /health connections, and a margin.",
     ),
     "max_inflight_requests": Option(
         "20", integer(1), "Requests of one connection handled at once; beyond, reading pauses."
@@ -54,6 +74,14 @@ SERVER = {
         words,
         "Browser Origins allowed to connect (e.g. https://dash.example.org); empty means the "
         "daemon's own host only, * means any. Handshakes without Origin are always accepted.",
+    ),
+    "allowed_hosts": Option(
+        "",
+        words,
+        "Host names and addresses clients may name in the Host header (ports ignored); "
+        "other Hosts get 403 (DNS rebinding). Empty means the listen addresses, localhost "
+        "and this machine's host names; an IP wildcard (0.0.0.0 or ::) allows every IP "
+        "address; * allows any Host.",
     ),
     "tls_cert": Option(
         "", string, "Certificate (PEM) for ssl: endpoints without certKey= (default <state_dir>/tls/cert.pem)."

@@ -3,7 +3,9 @@
 timers, requests in flight, routing, the outgoing queue). What this module adds:
 
 - connections are refused at the handshake from banned addresses (429), past
-  ``max_connections_per_ip`` (503) and from foreign browser origins (403);
+  ``max_connections_per_ip`` or at the daemon's connection cap (503, see
+  :mod:`sysadmd.server.admission`), and with a Host or browser Origin that is not ours
+  (403, see :mod:`sysadmd.server.browser`);
 - Autobahn enforces the channel's current message limit while reading (close 1009);
 - the channel pauses and resumes reading the socket;
 - events go straight to the socket as the hub framed them, when nothing is queued and the
@@ -14,13 +16,10 @@ message is echoed back instead of routed, with no authentication and the post-lo
 message limit.
 """
 
-from urllib.parse import urlsplit
-
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.channel.channel import (
@@ -33,20 +32,10 @@ from sysadmd.channel.outbound import shared_frame
 from sysadmd.channel.session import Session
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol.framing import prepare_message
+from sysadmd.server.admission import FULL
+from sysadmd.util.log import Logger
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
-
-
-def _origin_host(origin):
-    parts = urlsplit(origin)
-    return (parts.hostname or "").lower(), parts.port or {"https": 443, "http": 80}.get(
-        parts.scheme
-    )
-
-
-def _host_header(host, secure):
-    parts = urlsplit("//" + (host or ""))
-    return (parts.hostname or "").lower(), parts.port or (443 if secure else 80)
 
 
 @implementer(IChannelTransport)
@@ -60,14 +49,21 @@ class SysadmServerProtocol(WebSocketServerProtocol):
     session_class = Session
     can_pause_reading = True
     frame_event = staticmethod(shared_frame)
+    # The connection's place (sysadmd.server.admission.Ticket): given by the front door
+    # that accepted it, else taken here.
+    ticket = None
 
     def connectionMade(self):
         """Count the connection against its address before the handshake."""
         peer = self.transport.getPeer()
         self.peer_host = getattr(peer, "host", "unix")
         self.lost = defer.Deferred()
+        if self.ticket is None:
+            self.ticket = self.factory.admission.admit(self.peer_host)
         self.factory.connection_made(self)
         super().connectionMade()
+        if self.ticket is None:
+            self.transport.abortConnection()
 
     def connectionLost(self, reason):
         """Release everything the connection held."""
@@ -77,36 +73,29 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             if self.channel is not None:
                 self.channel.close()
             self.factory.connection_lost(self)
+            if self.ticket is not None:
+                self.ticket.release()
             self.lost.callback(None)
 
     def onConnect(self, request):
-        """Refuse banned addresses, too many connections and foreign browser origins."""
+        """Refuse banned addresses, connections past the limits, and Hosts or browser
+        Origins that are not ours."""
         factory = self.factory
         if factory.bans is not None and factory.bans.is_banned(self.peer_host):
             self._log.info("refused connection from banned {peer}", peer=self.peer_host)
             raise ConnectionDeny(429, "Too many failed logins from this address")
-        if factory.count_from(self.peer_host) > factory.settings.max_connections_per_ip:
-            self._log.warn("refused connection from {peer}: too many connections", peer=self.peer_host)
-            raise ConnectionDeny(503, "Too many connections from this address")
-        origin = request.headers.get("origin")
-        if origin and not self._origin_allowed(origin, request.headers.get("host", "")):
+        if self.ticket.kind != FULL:
+            # Admission logged it: over the address's limit, or a /health-only place.
+            raise ConnectionDeny(503, "Too many connections")
+        host, origin = request.headers.get("host"), request.headers.get("origin")
+        refusal = factory.browser.refusal(host, origin, ISSLTransport.providedBy(self.transport))
+        if refusal is not None:
             self._log.warn(
-                "refused browser connection from {peer}: origin {origin} not allowed",
-                peer=self.peer_host,
-                origin=origin,
+                "refused connection from {peer}: {refusal} (Host {host}, Origin {origin})",
+                peer=self.peer_host, refusal=refusal, host=host, origin=origin,
             )
-            raise ConnectionDeny(403, "Origin not allowed")
+            raise ConnectionDeny(403, refusal)
         return None
-
-    def _origin_allowed(self, origin, host):
-        allowed = self.factory.settings.allowed_origins
-        if "*" in allowed or origin.rstrip("/") in (o.rstrip("/") for o in allowed):
-            return True
-        if allowed:
-            return False
-        # Default: the page must come from the host the browser connected to.
-        secure = ISSLTransport.providedBy(self.transport)
-        return _origin_host(origin) == _host_header(host, secure)
 
     def onOpen(self):
         """Start the client's channel with pre-authentication limits."""

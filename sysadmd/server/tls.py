@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from twisted.logger import Logger
 
 from sysadmd.util.files import atomic_write, make_private_dirs
+from sysadmd.util.log import Logger
 
 log = Logger()
 

@@ -11,7 +11,10 @@ from twisted.python import usage
 
 import sysadmd
 from sysadmd.config import ConfigError
+from sysadmd.util.log import Logger
 from sysadmd.util.services import OrderedService
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -45,16 +48,62 @@ class Options(usage.Options):
 
 
 def check_state_dir(config, errors):
-    """Create ``[server] state_dir`` when missing; add a ConfigError when it cannot be
-    created or written."""
+    """Create ``[server] state_dir`` (mode 0700: it holds the jobs' commands and output,
+    keys and users) when missing, and narrow an existing one we own to 0700; add a
+    ConfigError when it cannot be created or written."""
     path = config.state_dir
     try:
-        os.makedirs(path, mode=0o750, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as e:
         errors.append(ConfigError(config.source, "server", "state_dir", f"cannot create {path}: {e.strerror}"))
         return
     if not os.access(path, os.W_OK | os.X_OK):
         errors.append(ConfigError(config.source, "server", "state_dir", f"{path} is not writable"))
+        return
+    _make_private(path)
+
+
+def _make_private(path):
+    # makedirs leaves an existing directory as it was; one made by an older version
+    # (0750) or by hand is narrowed, unless someone else owns it (then it is theirs).
+    info = os.stat(path)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077 == 0:
+        return
+    try:
+        os.chmod(path, info.st_mode & 0o700)
+    except OSError as e:
+        log.warn("cannot narrow {path} to mode 0700: {error}", path=path, error=e.strerror)
+        return
+    log.info(
+        "state directory {path} narrowed from mode {old:04o} to {new:04o}",
+        path=path, old=info.st_mode & 0o777, new=info.st_mode & 0o700,
+    )
+
+
+def connection_cap(config, limits=None):
+    """How many client connections the daemon may hold: the soft descriptor limit
+    (RLIMIT_NOFILE, after :func:`raise_open_file_limit`) minus ``[server]
+    reserved_descriptors``, which stay for jobs, event sources, the database, logs,
+    bridge links and the few connections kept back for ``GET /health``. None when the
+    limit is infinite. ``limits`` (tests) replaces ``getrlimit``'s (soft, hard).
+    Raises :class:`ConfigError` when the reserve leaves fewer than 16 connections."""
+    soft, _ = limits if limits is not None else resource.getrlimit(resource.RLIMIT_NOFILE)
+    reserved = config["server"]["reserved_descriptors"]
+    if soft == resource.RLIM_INFINITY:
+        log.info("no descriptor limit: client connections are not capped")
+        return None
+    cap = soft - reserved
+    if cap < 16:
+        raise ConfigError(
+            config.source, "server", "reserved_descriptors",
+            f"{reserved} leaves {max(cap, 0)} of the {soft} file descriptors this process "
+            "may open for client connections; lower it or raise the limit (ulimit -n)",
+        )
+    log.info(
+        "client connections capped at {cap} ({soft} file descriptors, {reserved} reserved)",
+        cap=cap, soft=soft, reserved=reserved,
+    )
+    return cap
 
 
 class DaemonService(OrderedService):

@@ -28,6 +28,7 @@ from sysadmd.taps.app import (
     DaemonService,
     Options,
     check_state_dir,
+    connection_cap,
     exit_with,
     raise_open_file_limit,
 )
@@ -141,11 +142,17 @@ def front_door(reactor, config, factory, authenticator, dispatcher=None):
         metrics = Metrics(registry_for(collector), config["server"]["metrics_allow"])
     site = build_site(
         gateway, health, dashboard, max_body_bytes=config["server"]["max_message_bytes"],
-        metrics=metrics,
+        metrics=metrics, browser=factory.browser,
+        request_timeout=config["server"]["http_request_timeout"], reactor=reactor,
     )
+    # WebSocket and HTTP connections share the factory's count, capped below the
+    # descriptor limit so that jobs and /health keep descriptors of their own.
+    try:
+        factory.admission.max_total = connection_cap(config)
+    except ConfigError as e:
+        raise ConfigErrors([e]) from None
     return FrontDoorFactory(
-        reactor, factory, site, config["server"]["handshake_timeout"],
-        config["server"]["max_connections_per_ip"],
+        reactor, factory, site, config["server"]["handshake_timeout"], factory.admission
     )
 
 

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.internet.address import UNIXAddress
-from twisted.logger import Logger
 from twisted.web import resource
 
+from sysadmd.util.log import Logger
 from sysadmd.util.net import ip_address, is_loopback
 
 

@@ -1,5 +1,7 @@
 """REST: ``POST /<namespace>/<name>`` with the JSON body as ``args``.
 
+The body must be sent as ``Content-Type: application/json``, and browsers' requests must
+pass the WebSocket's Host and Origin rules (see :mod:`sysadmd.web.channel`).
 Authentication per request: ``Authorization: Bearer <token>`` (a token from rpc/auth), or
 ``Authorization: Basic ...`` (checked exactly like rpc/auth, counting toward bans; the
 token it creates is revoked when the request ends). The answer is ``{"args": ...}`` with
@@ -12,13 +14,14 @@ import binascii
 import json
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.web import pages, resource, server
 from zope.interface import implementer
 
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
+from sysadmd.util.log import Logger
+from sysadmd.web.channel import is_json
 
 
 @implementer(IChannelTransport)
@@ -141,7 +144,13 @@ class RestCall(resource.Resource):
         self._name = name
 
     def render_POST(self, request):
-        """Run the call and write its JSON answer."""
+        """Run the call and write its JSON answer (415 at once for a body that is not
+        declared JSON: see :func:`sysadmd.web.channel.is_json`)."""
+        if not is_json(request.getHeader(b"content-type")):
+            request.setResponseCode(415)
+            request.setHeader(b"content-type", b"application/json")
+            details = "The body must be sent as Content-Type: application/json."
+            return json.dumps({"args": {"code": 415, "details": details}}).encode("utf-8")
         d = self._gateway.call(request, self._namespace, self._name)
         finished = []
         request.notifyFinish().addBoth(finished.append)
@@ -152,8 +161,8 @@ class RestCall(resource.Resource):
             status, body = outcome
             request.setResponseCode(status)
             request.setHeader("content-type", "application/json")
-            if status == 401:
-                request.setHeader("www-authenticate", 'Basic realm="sysadmd"')
+            # No WWW-Authenticate on 401: it would make a browser prompt for a password
+            # and then send it with every request, cross-site ones included.
             request.write(json.dumps(body).encode("utf-8"))
             request.finish()
 

@@ -5,58 +5,8 @@ import json
 from twisted.web import pages, resource, server
 
 import sysadmd
-from sysadmd.util.timers import cancel_call
+from sysadmd.web.channel import CheckedRequest, RequestChannel
 from sysadmd.web.rest import RestNamespace
-
-
-class LimitedRequest(server.Request):
-    """A request whose body may not exceed the site's ``max_body_bytes``: a bigger one
-    is answered 413 at once and never buffered."""
-
-    _received = 0
-    _refused = False
-
-    def gotLength(self, length):
-        """Refuse a declared length over the limit at once."""
-        if length is not None and length > self.channel.site.max_body_bytes:
-            self._refuse()
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data):
-        """Count chunked bodies too; discard everything once refused."""
-        if self._refused:
-            return
-        self._received += len(data)
-        if self._received > self.channel.site.max_body_bytes:
-            self._refuse()
-            return
-        super().handleContentChunk(data)
-
-    def requestReceived(self, command, path, version):
-        """A refused request was already answered."""
-        if not self._refused:
-            super().requestReceived(command, path, version)
-
-    def _refuse(self):
-        self._refused = True
-        self.content = None
-        transport = self.channel.transport
-        if transport is None:
-            return
-        transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        )
-        # Closing with the body still arriving would reset the connection and the
-        # client could lose the answer: send it and half-close, keep discarding what
-        # comes, and drop the connection if the client does not stop in a few seconds.
-        try:
-            transport.loseWriteConnection()
-        except AttributeError:
-            transport.loseConnection()
-            return
-        drop = self.channel.callLater(5, transport.abortConnection)
-        self.notifyFinish().addBoth(lambda _: cancel_call(drop))
 
 
 class Health(resource.Resource):
@@ -115,12 +65,25 @@ class WebRoot(resource.Resource):
         return self.getChild(b"", request).render(request)
 
 
-def build_site(gateway, health, dashboard=None, max_body_bytes=65536, metrics=None):
+def build_site(gateway, health, dashboard=None, max_body_bytes=65536, metrics=None,
+               browser=None, request_timeout=10.0, reactor=None):
     """A :class:`twisted.web.server.Site` for the daemon's ports; ``metrics`` is the
-    ``/metrics`` resource (None: no such page)."""
-    site = server.Site(WebRoot(gateway, health, dashboard, metrics))
-    site.requestFactory = LimitedRequest
+    ``/metrics`` resource (None: no such page).
+
+    Every request goes through :mod:`sysadmd.web.channel`: it must arrive whole within
+    ``request_timeout`` seconds (0: no limit) and pass ``browser``'s Host and Origin
+    rules (a :class:`sysadmd.server.browser.BrowserRules`; None checks neither, for
+    tests of the pages alone). ``reactor`` times the requests (None: the global one)."""
+    # REST reads its body as JSON; Twisted's own form parsing would only cost memory.
+    site = server.Site(
+        WebRoot(gateway, health, dashboard, metrics), reactor=reactor, parsePOSTFormSubmission=False
+    )
+    # No HTTP/2 (ALPN offers http/1.1 only), so the channel needs no negotiating wrapper.
+    site.protocol = RequestChannel
+    site.requestFactory = CheckedRequest
     site.max_body_bytes = max_body_bytes
+    site.browser = browser
+    site.request_timeout = request_timeout
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -43,10 +43,12 @@ def test_identify_needs_no_authentication(daemon):
 
 
 @pytest_twisted.inlineCallbacks
-def test_unauthenticated_call_is_401_with_a_challenge(daemon):
+def test_unauthenticated_call_is_401_without_a_browser_challenge(daemon):
+    """No WWW-Authenticate: it would make browsers prompt for, cache and then send
+    credentials with cross-site requests (issue 13)."""
     code, body, response = yield post(daemon, "/rpc/query")
     assert code == 401 and body["args"]["code"] == 401
-    assert response.headers.getRawHeaders("www-authenticate") == ['Basic realm="sysadmd"']
+    assert response.headers.getRawHeaders("www-authenticate") is None
 
 
 @pytest_twisted.inlineCallbacks

@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from sysadmd.server.admission import Admission
 from sysadmd.taps import daemon as tap
 from sysadmd.web.dashboard import HERE, Dashboard
 from sysadmd.web.site import Health, build_site
@@ -211,7 +212,7 @@ def test_rest_and_health_still_answer_beside_the_dashboard(site):
 
 def front_door_site(text):
     config = load_daemon_config(text=text)
-    factory = SimpleNamespace(parts=None, open_connections=0)
+    factory = SimpleNamespace(parts=None, open_connections=0, admission=Admission(256), browser=None)
     return tap.front_door(task.Clock(), config, factory, None).web
 
 

@@ -13,6 +13,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from sysadmd.server.admission import Admission
 from sysadmd.taps import daemon as tap
 from sysadmd.config import ConfigErrors
 from sysadmd.dispatcher.queue import JobQueue
@@ -127,7 +128,9 @@ def test_other_addresses_get_403_unless_listed():
 
 def daemon_site(text):
     config = load_daemon_config(text=text)
-    factory = SimpleNamespace(parts=None, bans=None, open_connections=3)
+    factory = SimpleNamespace(
+        parts=None, bans=None, open_connections=3, admission=Admission(256), browser=None
+    )
     return tap.front_door(task.Clock(), config, factory, SimpleNamespace(failures=1)).web
 
 

@@ -271,36 +271,3 @@ def test_close_all_sends_1001_and_waits():
     assert not d.called
     peer.protocol.connectionLost(Failure(ConnectionDone()))
     assert d.called
-
-
-def test_front_door_limits_connections_still_opening_per_address():
-    """Connections that have not sent their first request count per address: beyond
-    the limit they are dropped, and a sent request frees the place."""
-    from twisted.internet.address import IPv4Address
-    from twisted.internet.protocol import ServerFactory
-
-    from sysadmd.server.frontdoor import FrontDoorFactory
-    from tests.unit.wsfake import Transport
-
-    clock = task.Clock()
-    door = FrontDoorFactory(clock, ServerFactory(), ServerFactory(), 10, max_opening_per_host=2)
-
-    def connect(host):
-        address = IPv4Address("TCP", host, 5000)
-        protocol = door.buildProtocol(address)
-        transport = Transport(peerAddress=address)
-        protocol.makeConnection(transport)
-        return protocol, transport
-
-    first, _ = connect("10.0.0.1")
-    connect("10.0.0.1")
-    _, third = connect("10.0.0.1")
-    assert third.disconnected  # aborted
-    _, other = connect("10.0.0.2")
-    assert not other.disconnected
-    first.connectionLost(Failure(ConnectionDone()))
-    _, again = connect("10.0.0.1")
-    assert not again.disconnected
-    # The handshake timeout drops a connection that never completes its request.
-    clock.advance(10)
-    assert again.disconnected
