@@ -8,6 +8,7 @@ every state change is committed, and a burst of them costs one fsync.
 """
 
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -52,8 +53,32 @@ _JOB_COLUMNS = (
 )
 
 
+# SQLite gives its -wal, -shm and -journal files the database file's permissions.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _private_file(path):
+    """Create ``path`` with mode 0600 before SQLite opens it (it holds every job's
+    commands and output), and narrow it and its companions if an older version made them
+    readable by others; raises ``sqlite3.OperationalError`` when that fails."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in _COMPANIONS:
+            try:
+                mode = os.stat(path + suffix).st_mode
+            except FileNotFoundError:
+                continue
+            if mode & 0o077:
+                os.chmod(path + suffix, mode & 0o600)
+    except OSError as e:
+        raise sqlite3.OperationalError(f"cannot create {path} with mode 0600: {e.strerror}") from None
+
+
 def connect(path):
-    """Open (creating if needed) the database at ``path``; raises ``sqlite3.Error``."""
+    """Open (creating if needed, mode 0600) the database at ``path``; raises
+    ``sqlite3.Error``."""
+    if path != ":memory:":
+        _private_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
