@@ -193,7 +193,8 @@ def test_foreign_origin_is_refused_with_403(daemon):
     port = urlsplit(daemon.url).port
     assert refused_status(daemon.url, origin=f"http://127.0.0.1:{port + 1}") == 403
     assert refused_status(daemon.url, origin="http://localhost.evil.example") == 403
-    daemon.wait_for_log(r"origin http://evil\.example not allowed")
+    daemon.wait_for_log(r"refused connection from 127\.0\.0\.1: Origin not allowed "
+                        r"\(Host 127\.0\.0\.1:\d+, Origin http://evil\.example\)")
 
 
 def test_no_origin_and_same_host_origin_are_accepted(daemon):
