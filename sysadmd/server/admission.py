@@ -31,6 +31,8 @@ HEALTH_SLOTS = 8
 # moment (REFUSAL_GRACE in frontdoor.py). Beyond, the address's new connections are
 # closed without an answer, so a flood cannot hold more descriptors this way.
 REFUSALS_PER_HOST = 8
+TOO_MANY = "too many connections from this address"
+AT_CAP = "the daemon is at its connection limit"
 # Addresses whose refusals are remembered for rate-limited logging.
 _REMEMBERED = 4096
 
@@ -79,13 +81,13 @@ class Admission:
         at_cap = self.max_total is not None and self.regular >= self.max_total
         if self._held[host] >= self.max_per_host:
             if not at_cap and self._refusing[host] < self.refusals_per_host:
-                return self._issue(host, REFUSE, "too many connections from this address")
-            return self._refuse(host, "too many connections from this address")
+                return self._issue(host, REFUSE, TOO_MANY)
+            return self._refuse(host, TOO_MANY)
         if not at_cap:
             return self._issue(host, FULL)
         if sum(self._health.values()) < self.health_slots and not self._health[host]:
-            return self._issue(host, HEALTH, "the daemon is at its connection limit")
-        return self._refuse(host, "the daemon is at its connection limit")
+            return self._issue(host, HEALTH)  # refused later, unless it asks for /health
+        return self._refuse(host, AT_CAP)
 
     def count_from(self, host):
         """Connections ``host`` holds now (FULL and HEALTH)."""
@@ -107,14 +109,17 @@ class Admission:
             else:
                 self.regular += 1
         if reason is not None:
-            self._note_refusal(host, reason)
+            self.note_refusal(host, reason)
         return Ticket(self, host, kind)
 
     def _refuse(self, host, reason):
-        self._note_refusal(host, reason)
+        self.note_refusal(host, reason)
         return None
 
-    def _note_refusal(self, host, reason):
+    def note_refusal(self, host, reason):
+        """Count a refusal of ``host``'s connection (and log the 1st, 2nd, 4th...):
+        :meth:`admit` calls it, and so does the front door when a place kept back for
+        /health is asked for something else."""
         self.refused[reason] += 1
         if len(self._refusals) >= _REMEMBERED and host not in self._refusals:
             self._refusals.clear()

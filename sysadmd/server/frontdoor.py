@@ -2,7 +2,7 @@
 
 Every connection is admitted first (:mod:`sysadmd.server.admission`), from its address
 alone: one the daemon cannot take is closed before a byte is read, one past its
-address's limit is answered 503 at once, and one of the few kept back for monitoring at
+address's limit is answered 503 as soon as its request's headers are in, and one of the few kept back for monitoring at
 the connection cap is answered 503 as soon as its request line is not ``GET /health``. Then its first request's headers decide who
 gets it: a WebSocket upgrade goes to the WebSocket factory's protocol (on any path, so
 clients using ``/`` and ``/ws`` both work), anything else to the web site (dashboard,
@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol, ServerFactory
 from zope.interface import implementer
 
-from sysadmd.server.admission import HEALTH, REFUSE
+from sysadmd.server.admission import AT_CAP, HEALTH, REFUSE
 from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
@@ -55,13 +55,17 @@ class FrontDoor(Protocol):
         self._inner = None
         self._timeout = None
         self._refused = False
+        self._refusal = None  # the answer owed to a connection over its address's limit
 
     def connectionMade(self):
         """Answer 503 to an address over its limit; else start the handshake timeout."""
         reactor = self._factory.reactor
         self._ticket.started = reactor.seconds()
         if self._ticket.kind == REFUSE:
-            self._refuse(_TOO_MANY)
+            # Answered once its request's headers are in (an answer sent before the
+            # request confuses clients), and cut after REFUSAL_GRACE whatever happens.
+            self._refusal = _TOO_MANY
+            self._timeout = reactor.callLater(REFUSAL_GRACE, self._cut)
             return
         seconds = self._factory.handshake_timeout
         if seconds > 0:
@@ -69,7 +73,6 @@ class FrontDoor(Protocol):
 
     def _refuse(self, answer):
         self._refused = True
-        self._timeout = cancel_call(self._timeout)
         self.transport.write(answer)
         # Closing with the request still arriving would reset the connection before the
         # client read the answer: half-close, discard what comes, cut it after a moment.
@@ -78,7 +81,8 @@ class FrontDoor(Protocol):
         except AttributeError:
             self.transport.loseConnection()
             return
-        self._timeout = self._factory.reactor.callLater(REFUSAL_GRACE, self._cut)
+        if self._timeout is None:
+            self._timeout = self._factory.reactor.callLater(REFUSAL_GRACE, self._cut)
 
     def _cut(self):
         self._timeout = None
@@ -102,8 +106,15 @@ class FrontDoor(Protocol):
             if len(self._buffer) > MAX_HEADER_BYTES:
                 self.transport.abortConnection()
             return
+        if self._refusal is not None:
+            self._buffer = b""
+            self._refuse(self._refusal)
+            return
         if self._ticket.kind == HEALTH and not _HEALTH_REQUEST.match(self._buffer):
             # A place kept back for monitoring: refused now, not once a body has come.
+            self._buffer = b""
+            self._factory.admission.note_refusal(self._ticket.host, AT_CAP)
+            self._timeout = cancel_call(self._timeout)
             self._refuse(_HEALTH_ONLY)
             return
         self._timeout = cancel_call(self._timeout)

@@ -32,7 +32,7 @@ from sysadmd.channel.outbound import shared_frame
 from sysadmd.channel.session import Session
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol.framing import prepare_message
-from sysadmd.server.admission import FULL
+from sysadmd.server.admission import AT_CAP, FULL, HEALTH
 from sysadmd.util.log import Logger
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
@@ -84,9 +84,12 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         if factory.bans is not None and factory.bans.is_banned(self.peer_host):
             self._log.info("refused connection from banned {peer}", peer=self.peer_host)
             raise ConnectionDeny(429, "Too many failed logins from this address")
+        if self.ticket.kind == HEALTH:
+            factory.admission.note_refusal(self.peer_host, AT_CAP)
+            raise ConnectionDeny(503, "The server is at its connection limit")
         if self.ticket.kind != FULL:
-            # Admission logged it: over the address's limit, or a /health-only place.
-            raise ConnectionDeny(503, "Too many connections")
+            # Over the address's limit (admission counted and logged it).
+            raise ConnectionDeny(503, "Too many connections from this address")
         host, origin = request.headers.get("host"), request.headers.get("origin")
         refusal = factory.browser.refusal(host, origin, ISSLTransport.providedBy(self.transport))
         if refusal is not None:

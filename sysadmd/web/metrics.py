@@ -43,6 +43,9 @@ class SysadmdCollector:
             "Open WebSocket connections (handshake completed).",
             value=factory.open_connections,
         )
+        admission = getattr(factory, "admission", None)
+        if admission is not None:
+            yield from _admission_metrics(admission)
         if hub is not None:
             subscribers = GaugeMetricFamily(
                 "sysadmd_event_subscribers", "Subscribers of each event source.", labels=["source"]
@@ -130,3 +133,27 @@ class Metrics(resource.Resource):
             return b"Forbidden: add this address to [server] metrics_allow.\n"
         request.setHeader("content-type", CONTENT_TYPE_LATEST)
         return generate_latest(self._registry)
+
+
+def _admission_metrics(admission):
+    """Every client connection held (WebSocket and HTTP, at any stage), the cap, and
+    the connections refused at acceptance by reason (see sysadmd.server.admission)."""
+    yield GaugeMetricFamily(
+        "sysadmd_connections",
+        "Client connections held, WebSocket and plain HTTP, handshake done or not.",
+        value=admission.total,
+    )
+    if admission.max_total is not None:
+        yield GaugeMetricFamily(
+            "sysadmd_connections_cap",
+            "Connections the daemon takes: the descriptor limit minus reserved_descriptors.",
+            value=admission.max_total,
+        )
+    refused = CounterMetricFamily(
+        "sysadmd_connections_refused",
+        "Connections refused at acceptance (answered 503 or closed at once), by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(admission.refused.items()):
+        refused.add_metric([reason], count)
+    yield refused

@@ -133,10 +133,15 @@ def test_plain_http_connections_count_toward_the_per_address_limit():
     assert admission.count_from("10.0.0.1") == 2
 
     refused, transport = connect(factory, "10.0.0.1")
+    assert transport.value() == b""  # answered once its request is in
+    refused.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    clock.advance(REFUSAL_GRACE / 2)
+    refused.dataReceived(b"\r\n")
     assert transport.value().startswith(b"HTTP/1.1 503 ")
     assert transport.write_closed and not transport.disconnecting  # half-closed, reading
-    refused.dataReceived(b"GET / HTTP/1.1\r\n\r\n")  # discarded
-    clock.advance(REFUSAL_GRACE)
+    refused.dataReceived(b"more body")  # discarded
+    assert refused._inner is None
+    clock.advance(REFUSAL_GRACE / 2)
     assert transport.disconnected  # cut after the grace
     refused.connectionLost(Failure(ConnectionDone()))
 
@@ -185,3 +190,16 @@ def test_a_place_kept_back_for_health_serves_only_get_health():
     other.dataReceived(b"POST /rpc/dispatcher HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
     assert other._inner is None and transport.value().startswith(b"HTTP/1.1 503 ")
     assert b"only GET /health" in transport.value()
+
+
+def test_a_websocket_handshake_at_the_cap_is_503_and_counted():
+    """Listening without a front door (the bridge), the protocol admits itself: at the
+    cap a handshake in a /health place is refused with 503."""
+    from tests.unit.test_protocol import Daemon
+    from tests.unit.wsfake import Peer
+
+    daemon = Daemon()
+    daemon.factory.admission.max_total = 1
+    assert Peer(daemon.factory, host="10.0.0.1").status == 101
+    assert Peer(daemon.factory, host="10.0.0.2").status == 503
+    assert daemon.factory.admission.refused["the daemon is at its connection limit"] == 1

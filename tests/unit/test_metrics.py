@@ -153,3 +153,22 @@ def test_a_bad_metrics_allow_names_the_key(value):
     with pytest.raises(ConfigErrors) as raised:
         load_daemon_config(text=f"[server]\nmetrics_allow = {value}\n")
     assert "[server] metrics_allow" in str(raised.value.errors[0])
+
+
+def test_connections_of_every_kind_and_refusals_are_exported():
+    """All held connections (WebSocket and HTTP), the cap, and refusals by reason."""
+    from sysadmd.server.admission import Admission
+
+    admission = Admission(1, max_total=10)
+    admission.admit("10.0.0.1")
+    admission.admit("10.0.0.1")  # over the address's limit: answered 503
+    factory = SimpleNamespace(open_connections=0, admission=admission)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in SysadmdCollector(factory).collect()
+        for s in family.samples
+    }
+    assert samples[("sysadmd_connections", ())] == 2
+    assert samples[("sysadmd_connections_cap", ())] == 10
+    reason = (("reason", "too many connections from this address"),)
+    assert samples[("sysadmd_connections_refused_total", reason)] == 1
