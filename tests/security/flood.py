@@ -67,6 +67,7 @@ class Outcome:
 
     @property
     def refused_503(self):
+        """Whether the daemon answered 503."""
         return self.answer.startswith(b"HTTP/1.1 503")
 
 
@@ -119,5 +120,6 @@ def watch(outcomes, seconds, trickle_every=None):
 
 
 def close_all(outcomes):
+    """Close every flood connection."""
     for outcome in outcomes:
         outcome.sock.close()
