@@ -10,11 +10,11 @@ backend is still tried and the daemon stays up.
 
 import pam
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.auth.groups import role_for_system_user
 from sysadmd.interfaces import IPasswordBackend
+from sysadmd.util.log import Logger
 
 # With these services pam_rootok lets root (our caller) in with any password.
 _UNSAFE_PAM_SERVICES = ("su", "su-l")

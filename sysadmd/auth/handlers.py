@@ -15,11 +15,11 @@ import binascii
 import secrets
 
 from twisted.internet import defer, task
-from twisted.logger import Logger
 
 from sysadmd.auth import policy
 from sysadmd.auth.limits import CheckLimiter, ChecksBusy
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.util.log import Logger
 
 CHALLENGE_SECONDS = 30.0
 FAILED = "Authentication failed."

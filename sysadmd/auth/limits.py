@@ -13,8 +13,9 @@ from collections import deque
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+
+from sysadmd.util.log import Logger
 
 # Two checks at once: 128 MiB of Argon2id memory, a core each on a small machine.
 DEFAULT_MAX_CONCURRENT = 2

@@ -3,8 +3,6 @@
 import os
 import sys
 
-from twisted.logger import Logger
-
 from sysadmd.auth.backends import PamBackend, UsersBackend
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
@@ -14,6 +12,7 @@ from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.auth.users_file import UsersFile
 from sysadmd.config import ConfigError
+from sysadmd.util.log import Logger
 
 log = Logger()
 

@@ -9,7 +9,6 @@ which :class:`KeyHolders` says.
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.auth.bans import BanList
@@ -20,6 +19,7 @@ from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.wire import CLIENT, SERVER
 from sysadmd.config import ConfigError
 from sysadmd.interfaces import IPasswordBackend
+from sysadmd.util.log import Logger
 
 log = Logger()
 

@@ -18,7 +18,6 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, task
-from twisted.logger import Logger
 
 import sysadmd
 from sysadmd.auth.signatures import sign_challenge
@@ -26,6 +25,7 @@ from sysadmd.bridge import wire
 from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.protocol import envelope
 from sysadmd.server.protocol import CLOSE_GOING_AWAY
+from sysadmd.util.log import Logger
 
 AUTH_CHALLENGE_ID = "sysadmd_bridge_auth_challenge"
 AUTH_ANSWER_ID = "sysadmd_bridge_auth_answer"

@@ -14,7 +14,6 @@ from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet import defer, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.logger import Logger
 
 from sysadmd.auth import policy
 from sysadmd.auth.keys_file import KeysFile
@@ -23,6 +22,7 @@ from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerpr
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
 from sysadmd.config import ConfigError
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.util.log import Logger
 from sysadmd.util.services import OrderedService
 
 log = Logger()

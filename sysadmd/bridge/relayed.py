@@ -29,14 +29,13 @@ changes at every reconnection to the bridge:
 """
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.bridge.binding import RelayBinding
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
-
+from sysadmd.util.log import Logger
 
 UNKNOWN_KEY = "unknown-key"
 

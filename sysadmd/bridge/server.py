@@ -12,7 +12,6 @@ import json
 import uuid
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 import sysadmd
 from sysadmd.auth import policy
@@ -24,6 +23,7 @@ from sysadmd.protocol import envelope
 from sysadmd.protocol.reply import Reply
 from sysadmd.server.factory import SysadmServerFactory
 from sysadmd.server.protocol import CLOSE_POLICY, SysadmServerProtocol
+from sysadmd.util.log import Logger
 
 
 class BridgeSession(Session):

@@ -25,13 +25,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.channel.outbound import Outbound
 from sysadmd.channel.session import Session
 from sysadmd.interfaces import ISessionListener
 from sysadmd.protocol import envelope
+from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
 CLOSE_NORMAL = 1000

@@ -7,11 +7,11 @@ all. A handler is ``handler(session, args)`` returning a result (any JSON value)
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from sysadmd.auth import policy
 from sysadmd.protocol import envelope
 from sysadmd.protocol.reply import Reply
+from sysadmd.util.log import Logger
 
 
 class Router:

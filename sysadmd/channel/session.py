@@ -4,9 +4,8 @@ A session does not know about WebSockets: a direct connection owns one, and a re
 client (through a bridge) can own one too.
 """
 
-from twisted.logger import Logger
-
 from sysadmd.protocol import envelope
+from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
 

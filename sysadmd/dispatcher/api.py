@@ -18,11 +18,11 @@ cannot be written, e.g. full: the job is refused, not run without a record).
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from sysadmd.auth.policy import FULL, LIMITED
 from sysadmd.dispatcher.job import DispatcherUnavailable, DuplicateJob, InvalidJob
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.util.log import Logger
 
 RUN_OPTIONS = ("action", "queue", "timeout")
 HISTORY_DEFAULT = 50

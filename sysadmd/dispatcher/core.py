@@ -20,15 +20,21 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from sysadmd.dispatcher import events
-from sysadmd.dispatcher.job import PENDING, DispatcherUnavailable, InvalidJob, Job, check_job
+from sysadmd.dispatcher.job import (
+    PENDING,
+    DispatcherUnavailable,
+    InvalidJob,
+    Job,
+    check_job,
+)
 from sysadmd.dispatcher.lifecycle import Lifecycle
 from sysadmd.dispatcher.progress import JobProgress
 from sysadmd.dispatcher.scheduler import Scheduler
 from sysadmd.dispatcher.store import Unwritable
 from sysadmd.dispatcher.table import JobTable
+from sysadmd.util.log import Logger
 
 
 @dataclass

@@ -31,9 +31,9 @@ from collections import deque
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
 HEALTHY = "healthy"

@@ -10,10 +10,10 @@ jobs to be stopped, then closes the store.
 """
 
 from twisted.internet import defer, task
-from twisted.logger import Logger
 
 from sysadmd.dispatcher import events
 from sysadmd.dispatcher.job import DispatcherUnavailable
+from sysadmd.util.log import Logger
 
 PRUNE_EVERY = 3600.0
 DAY = 86400.0

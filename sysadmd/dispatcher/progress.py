@@ -8,7 +8,6 @@ run reports next (the next command's start, or the job's finish in the same writ
 finish.
 """
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.dispatcher import events
@@ -16,6 +15,7 @@ from sysadmd.dispatcher.job import FINISHED, RUNNING
 from sysadmd.dispatcher.runner import JobRun
 from sysadmd.dispatcher.store import Unwritable
 from sysadmd.interfaces import IJobObserver
+from sysadmd.util.log import Logger
 from sysadmd.util.process import ExecutableLookup
 
 

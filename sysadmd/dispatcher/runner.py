@@ -12,10 +12,10 @@ import os
 import pwd
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from sysadmd.interfaces import IJobObserver
 from sysadmd.util.commands import DEFAULT_PATH
+from sysadmd.util.log import Logger
 from sysadmd.util.process import ChildProcess, find_executable
 from sysadmd.util.timers import cancel_call
 

@@ -1,9 +1,8 @@
 """``events/subscribe`` and ``events/unsubscribe``."""
 
-from twisted.logger import Logger
-
 from sysadmd.auth import policy
 from sysadmd.protocol.reply import Reply
+from sysadmd.util.log import Logger
 
 log = Logger()
 

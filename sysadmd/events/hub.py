@@ -5,10 +5,9 @@ A subscriber is a *sink* providing ``send_event(event)``; the WebSocket connecti
 that cannot keep up queues, drops or disconnects on its own (see ``outbound``).
 """
 
-from twisted.logger import Logger
-
 from sysadmd.protocol import envelope
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.util.log import Logger
 
 
 class SourceChannel:

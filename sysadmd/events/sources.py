@@ -9,12 +9,12 @@ logged with the source's name.
 from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.context import SourceContext
 from sysadmd.interfaces import IEventSource
+from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
 RETRY_CAP = 60.0

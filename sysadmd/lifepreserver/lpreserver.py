@@ -14,13 +14,12 @@ and nothing twice. The very first start skips what the logs already hold.
 
 import os
 
-from twisted.logger import Logger
-
 from sysadmd.lifepreserver import statefile
 from sysadmd.lifepreserver.follower import LogFollower
 from sysadmd.lifepreserver.mapping import REPLICATION, event, map_line
 from sysadmd.lifepreserver.progress import ReplicationProgress
 from sysadmd.util.commands import RepeatedFailure
+from sysadmd.util.log import Logger
 from sysadmd.util.polling import start_polling, stop_polling
 from sysadmd.util.timers import cancel_call
 

@@ -13,11 +13,11 @@ interval; a failed listing never counts as "every snapshot was destroyed".
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from sysadmd.lifepreserver import statefile
 from sysadmd.lifepreserver.mapping import SNAPSHOT, event
 from sysadmd.util.commands import CommandError, RepeatedFailure, spawn_command
+from sysadmd.util.log import Logger
 from sysadmd.util.polling import InFlight, start_polling, stop_polling
 
 STATE_VERSION = 1

@@ -8,13 +8,13 @@ in the log. The hub caches the last event for new subscribers (``replay_last``).
 import os
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.interfaces import IEventSource
 from sysadmd.lifepreserver.lpreserver import LpreserverBackend
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.util.commands import COMMAND_CWD, MINIMAL_ENV
+from sysadmd.util.log import Logger
 from sysadmd.util.process import find_executable
 
 BACKENDS = ("auto", "lpreserver", "zfs")

@@ -2,9 +2,8 @@
 
 import json
 
-from twisted.logger import Logger
-
 from sysadmd.util.files import atomic_write
+from sysadmd.util.log import Logger
 
 log = Logger()
 

@@ -7,7 +7,6 @@ from autobahn.websocket.compress import (
 )
 from twisted.internet import defer
 
-
 import sysadmd
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.protocol.framing import prepare_text

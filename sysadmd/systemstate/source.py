@@ -15,7 +15,6 @@ says why, once.
 import socket
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from sysadmd.interfaces import IEventSource
@@ -27,6 +26,7 @@ from sysadmd.util.commands import (
     RepeatedFailure,
     spawn_command,
 )
+from sysadmd.util.log import Logger
 from sysadmd.util.polling import InFlight, start_polling, stop_polling
 from sysadmd.util.timers import cancel_call
 

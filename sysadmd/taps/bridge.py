@@ -12,7 +12,7 @@ from sysadmd.bridge.server import BridgeServerFactory, register_calls
 from sysadmd.channel.outbound import DISCONNECT
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
-from sysadmd.config import ConfigErrors, find_default_config, load_config
+from sysadmd.config import ConfigError, ConfigErrors, find_default_config, load_config
 from sysadmd.server.endpoints import prepare_endpoints
 from sysadmd.server.listening import ListenService
 from sysadmd.server.service import ConnectionsService
@@ -70,6 +70,12 @@ def build_service(options, reactor):
     router = Router()
     factory = BridgeServerFactory(reactor, settings_from_config(config), router, tokens, bans)
     register_calls(router, authenticator, factory)
+    # As the daemon: connections stop below the descriptor limit, so accept() never
+    # fails with EMFILE and the bridge's own files and links keep descriptors.
+    try:
+        factory.admission.max_total = app.connection_cap(config)
+    except ConfigError as e:
+        raise ConfigErrors([e]) from None
 
     top = app.DaemonService(reactor, config.source, program=PROGRAM)
     for child in (
@@ -82,6 +88,7 @@ def build_service(options, reactor):
 
 def makeService(options, reactor=None):
     """twistd's entry point (see ``twisted/plugins/sysadmd_plugins.py``)."""
+    app.raise_open_file_limit()
     if reactor is None:
         from twisted.internet import reactor
     try:

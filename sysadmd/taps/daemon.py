@@ -14,7 +14,6 @@ from sysadmd.config import ConfigError, ConfigErrors, find_default_config
 from sysadmd.dispatcher import api as dispatcher_api
 from sysadmd.dispatcher.service import build_dispatcher
 from sysadmd.events import handlers as event_handlers
-from sysadmd.taps.discovery import discover_sources
 from sysadmd.events.hub import EventHub
 from sysadmd.events.sources import SourcesService
 from sysadmd.protocol.framing import prepare_text
@@ -32,6 +31,7 @@ from sysadmd.taps.app import (
     exit_with,
     raise_open_file_limit,
 )
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import load_daemon_config
 from sysadmd.web.dashboard import Dashboard
 from sysadmd.web.metrics import Metrics, SysadmdCollector, registry_for

@@ -1,11 +1,11 @@
 """Find event source plugins with ``twisted.plugin.getPlugins``."""
 
-from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from sysadmd.interfaces import IEventSourceFactory
+from sysadmd.util.log import Logger
 
 log = Logger()
 

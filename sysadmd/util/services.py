@@ -2,7 +2,8 @@
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.logger import Logger
+
+from sysadmd.util.log import Logger
 
 
 class OrderedService(MultiService):

@@ -89,11 +89,6 @@ def test_peer_strings_cannot_forge_log_lines_or_drive_a_terminal(daemon):
     assert raw_escapes(daemon) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sysadmd/dispatcher/api.py still imports twisted.logger.Logger (job ids are "
-    "logged raw); remove this mark once it uses sysadmd.util.log.Logger",
-)
 def test_a_job_id_cannot_forge_a_log_line(daemon, admin):
     job_id = "job\n" + FORGED + "\x1b[2J"
     reply = admin.call("rpc", "dispatcher", {"action": "run", job_id: "true"})
