@@ -93,7 +93,7 @@ def test_a_job_id_cannot_forge_a_log_line(daemon, admin):
     job_id = "job\n" + FORGED + "\x1b[2J"
     reply = admin.call("rpc", "dispatcher", {"action": "run", job_id: "true"})
     assert reply["name"] == "response", reply
-    daemon.wait_for_log("run 1 job")
+    daemon.wait_for_log("queued 1 job")
     lines = daemon.log_text().splitlines()
     assert not [line for line in lines if line.startswith(FORGED[:19])]
     assert raw_escapes(daemon) == []
