@@ -14,10 +14,18 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# The original SysAdm Qt client speaks only wss: the two [server] lines printed at start
+# serve it with a generated self-signed certificate (it accepts one); SYSADMD_ARGS passes
+# them, or any other option, on the command line.
+SSL_LISTEN := ssl:12150:interface=127.0.0.1
 run: $(STAMP)
 	mkdir -p $(STATE)
+	@echo "For the original SysAdm Qt client (wss only), put in [server] of etc/sysadmd.ini:"
+	@echo "    listen = $(SSL_LISTEN)"
+	@echo "    tls_generate = yes"
+	@echo "or run: make run SYSADMD_ARGS='--set server.listen=$(SSL_LISTEN) --set server.tls_generate=yes'"
 	$(BIN)/twistd -n --pidfile= sysadmd --config etc/sysadmd.ini \
-	    --set server.state_dir=$(STATE) --set auth.backends=users
+	    --set server.state_dir=$(STATE) --set auth.backends=users $(SYSADMD_ARGS)
 
 # tests/setup.sh first installs what the suite needs from the machine when it is missing
 # (zfs-fuse and its daemon, Chromium and playwright-core, openssl, ssh-keygen...), so that

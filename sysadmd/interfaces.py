@@ -38,7 +38,9 @@ class IEventSource(Interface):
     config_section = Attribute("The name of the ini section holding its keys: 'source:NAME'.")
 
     def start(publish):
-        """Start producing events; call ``publish(args_dict)`` for each one.
+        """Start producing events; call ``publish(args_dict)`` for each one (a
+        :class:`sysadmd.protocol.dialect.WithOriginal` when the original dialect's args
+        differ, e.g. a life-preserver message prefixed with its log line's date).
 
         Returns a Deferred that fires once started. A failure (or an exception) is logged
         with the source's name and the start is retried with backoff. ``publish`` never

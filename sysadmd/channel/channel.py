@@ -18,7 +18,9 @@ request) provides :class:`sysadmd.interfaces.IChannelTransport` and makes a
 - decoding requests and routing them.
 
 Whatever a later feature keeps per connection (a dialect, resume positions, a tunnel)
-belongs on the :class:`Channel`, so every transport gets it at once.
+belongs on the :class:`Channel`, so every transport gets it at once. The wire dialect
+(:mod:`sysadmd.protocol.dialect`) is :attr:`Channel.dialect`: ``spec`` unless the
+transport sets it (a WebSocket connection chooses by ``[server] dialect`` and Origin).
 """
 
 from collections import deque
@@ -31,6 +33,7 @@ from sysadmd.channel.outbound import Outbound
 from sysadmd.channel.session import Session
 from sysadmd.interfaces import ISessionListener
 from sysadmd.protocol import envelope
+from sysadmd.protocol.dialect import check as check_dialect
 from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
@@ -103,6 +106,17 @@ class Channel:
         self._backlog = deque()
         self._draining = False
         self._reading_paused = False
+
+    @property
+    def dialect(self):
+        """The wire dialect the client speaks: ``"spec"`` (the default) or
+        ``"original"``. A transport may set it at any time (before the first message,
+        normally); replies, notices and events follow it from then on."""
+        return self.outbound.dialect
+
+    @dialect.setter
+    def dialect(self, value):
+        self.outbound.dialect = check_dialect(value)
 
     @property
     def peer(self):

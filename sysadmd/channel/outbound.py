@@ -5,6 +5,10 @@ transport's own buffer are full, Twisted pauses it, and frames wait here instead
 wait only while their bytes stay within ``limit``; beyond it they are dropped and counted
 (the client is told how many once it has caught up) or the connection is closed with
 1008, as configured. Replies are never dropped: a client gets them only by asking.
+
+The queue speaks its client's dialect (:mod:`sysadmd.protocol.dialect`, set through
+:attr:`sysadmd.channel.channel.Channel.dialect`): in ``original``, every error frame sent
+carries its code as a string and events go out in their shared original form.
 """
 
 from collections import deque
@@ -14,6 +18,7 @@ from zope.interface import implementer
 
 from sysadmd.interfaces import IOutgoingQueue
 from sysadmd.protocol import envelope
+from sysadmd.protocol.dialect import EVENT_IDS, ORIGINAL, SPEC, original_frame
 
 QUEUED_OVERHEAD = 256
 DROP = "drop"
@@ -60,8 +65,13 @@ class Outbound:
         self.paused = False
         self.closed = False
 
+    # What the client speaks: SPEC or ORIGINAL (set by its channel).
+    dialect = SPEC
+
     def send_frame(self, frame):
         """Send a reply or notice (never dropped)."""
+        if self.dialect == ORIGINAL:
+            frame = original_frame(frame)
         self._push(self._prepare(envelope.encode(frame)))
 
     def send_prepared(self, prepared):
@@ -74,6 +84,8 @@ class Outbound:
 
     def send_event(self, event):
         """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
+        if self.dialect == ORIGINAL:
+            event = event.original
         direct = self.direct
         if direct is not None and not self.paused and not self._queue:
             direct(event.prepared().payloadHybi)
@@ -113,7 +125,8 @@ class Outbound:
             self._write(prepared)
         if self.dropped and not self._queue and not self.paused and not self.closed:
             count, self.dropped = self.dropped, 0
-            self._write(self._prepare(envelope.encode(envelope.event("dropped", {"count": count}))))
+            notice = envelope.event("dropped", {"count": count}, EVENT_IDS[self.dialect])
+            self._write(self._prepare(envelope.encode(notice)))
 
     def pauseProducing(self):
         """The transport's buffer is full: queue from now on."""

@@ -5,6 +5,7 @@ client (through a bridge) can own one too.
 """
 
 from sysadmd.protocol import envelope
+from sysadmd.protocol.dialect import SPEC
 from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
@@ -41,6 +42,12 @@ class Session:
     def user(self):
         """The authenticated user's name, or None."""
         return self.grant.user if self.grant else None
+
+    @property
+    def dialect(self):
+        """The wire dialect of the client (its channel sets it on the outgoing queue);
+        handlers that answer differently in the original dialect read it here."""
+        return getattr(self.outbound, "dialect", SPEC)
 
     @property
     def access(self):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List
 
+from sysadmd.protocol.dialect import AUTO
 from sysadmd.util.hosts import default_allowed_hosts
 
 
@@ -25,6 +26,8 @@ class ConnectionSettings:
     allowed_hosts: List[str] = field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
     compression: bool = False
     conformance_echo: bool = False
+    # [server] dialect: what a WebSocket connection speaks (sysadmd.protocol.dialect.choose)
+    dialect: str = AUTO
 
     @classmethod
     def from_config(cls, config, **overrides):
@@ -46,6 +49,7 @@ class ConnectionSettings:
             allowed_hosts=list(server["allowed_hosts"]) or default_allowed_hosts(server["listen"]),
             compression=server["compression"],
             conformance_echo=server["conformance_echo"],
+            dialect=server["dialect"],
         )
         if "events" in config:
             events = config["events"]

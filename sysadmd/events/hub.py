@@ -3,11 +3,24 @@
 A subscriber is a *sink* providing ``send_event(event)``; the WebSocket connection's
 :class:`sysadmd.channel.outbound.Outbound` is one. The hub never blocks on a sink: a sink
 that cannot keep up queues, drops or disconnects on its own (see ``outbound``).
+
+An event is encoded in the ``spec`` dialect when published. Its ``original`` form (see
+:mod:`sysadmd.protocol.dialect`) is made on first use, once, and only when a subscriber
+speaking that dialect asks for it, so spec-only daemons pay nothing for it.
 """
 
 from sysadmd.protocol import envelope
+from sysadmd.protocol.dialect import EVENT_IDS, ORIGINAL, SPEC, WithOriginal
 from sysadmd.protocol.envelope import RequestError
 from sysadmd.util.log import Logger
+
+log = Logger()
+
+
+def _frame_prefix(name, frame_id):
+    """The bytes an encoded event frame starts with, up to its args."""
+    whole = envelope.encode(envelope.event(name, None, frame_id))
+    return whole[: -len(b"null}")]
 
 
 class SourceChannel:
@@ -21,25 +34,55 @@ class SourceChannel:
         self.last = None
         self.published = 0
         self.dropped = 0
+        # The original server named frames after the subscription, with "id": "".
+        self._spec_prefix = _frame_prefix(frame_name, EVENT_IDS[SPEC])
+        self._original_prefix = _frame_prefix(name, EVENT_IDS[ORIGINAL])
+
+    def original_payload(self, payload, original_args=None):
+        """The original dialect's payload of an event whose spec payload is
+        ``payload``: the same args bytes behind another head (no second encoding),
+        or ``original_args`` encoded when the source gave different ones."""
+        if original_args is not None:
+            try:
+                return envelope.encode(envelope.event(self.name, original_args, EVENT_IDS[ORIGINAL]))
+            except ValueError as e:
+                log.error("{source}: the original-dialect form of an event cannot be "
+                          "encoded ({problem}); sending its spec args", source=self.name,
+                          problem=str(e))
+        return self._original_prefix + payload[len(self._spec_prefix):]
 
 
 class Event:
     """One published event: its JSON payload, and its WebSocket frame made on first use
-    and then shared by every subscriber."""
+    and then shared by every subscriber. :attr:`original` is the same event in the
+    original dialect."""
 
-    __slots__ = ("channel", "payload", "_prepare", "_prepared")
+    __slots__ = ("channel", "payload", "_prepare", "_prepared", "_original_args", "_original")
 
-    def __init__(self, channel, payload, prepare):
+    def __init__(self, channel, payload, prepare, original_args=None):
         self.channel = channel
         self.payload = payload
         self._prepare = prepare
         self._prepared = None
+        self._original_args = original_args
+        self._original = None
 
     def prepared(self):
         """The framed message (``autobahn`` ``PreparedMessage``), built once."""
         if self._prepared is None:
             self._prepared = self._prepare(self.payload)
         return self._prepared
+
+    @property
+    def original(self):
+        """This event as the original SysAdm server sent it (an :class:`Event` too, its
+        own ``original``), made on first use and shared by every subscriber asking."""
+        if self._original is None:
+            payload = self.channel.original_payload(self.payload, self._original_args)
+            original = Event(self.channel, payload, self._prepare)
+            original._original = original
+            self._original = original
+        return self._original
 
 
 class EventHub:
@@ -69,11 +112,17 @@ class EventHub:
         """The :class:`SourceChannel` of ``name`` (for metrics and tests)."""
         return self._channels[name]
 
-    def publish(self, name, args):
-        """Send an event from source ``name`` to its subscribers (and cache it)."""
+    def publish(self, name, args, original=None):
+        """Send an event from source ``name`` to its subscribers (and cache it).
+
+        ``original``, when given, are the args the original dialect carries instead of
+        ``args`` (encoded only if an original-dialect subscriber asks); ``args`` given as
+        a :class:`sysadmd.protocol.dialect.WithOriginal` carries them itself."""
+        if original is None and isinstance(args, WithOriginal):
+            original = args.original
         channel = self._channels[name]
         payload = envelope.encode(envelope.event(channel.frame_name, args))
-        event = Event(channel, payload, self._prepare)
+        event = Event(channel, payload, self._prepare, original)
         channel.published += 1
         if channel.replay_last:
             channel.last = event
@@ -83,11 +132,22 @@ class EventHub:
             except Exception:
                 self.log.failure("delivering a {source} event failed", source=name)
 
-    def _checked(self, names):
+    @staticmethod
+    def _listed(names):
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise RequestError(400, "args must be an event source name or a non-empty list of names.")
+        return names
+
+    def known(self, names):
+        """The subscribable names among ``names`` (a name or a list), in order; unknown
+        ones are left out (the original dialect skips them). RequestError(400) for
+        args that are not names."""
+        return [n for n in self._listed(names) if n in self._channels]
+
+    def _checked(self, names):
+        names = self._listed(names)
         unknown = [n for n in names if n not in self._channels]
         if unknown:
             raise RequestError(
@@ -100,16 +160,19 @@ class EventHub:
             )
         return names
 
-    def subscribe(self, sink, names):
+    def subscribe(self, sink, names, resend=False):
         """Subscribe ``sink``; returns (the request's names, a function that replays the
-        cached events of the newly subscribed sources). Raises RequestError(400) for bad
-        or unknown names, changing nothing."""
+        cached events of the newly subscribed sources, or with ``resend`` of every named
+        source, as the original server did). Raises RequestError(400) for bad or unknown
+        names, changing nothing."""
         names = self._checked(names)
         new = []
         for name in names:
             channel = self._channels[name]
             if sink not in channel.subscribers:
                 channel.subscribers.add(sink)
+                new.append(channel)
+            elif resend and channel not in new:
                 new.append(channel)
 
         def replay():

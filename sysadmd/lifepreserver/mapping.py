@@ -13,6 +13,12 @@ replication, 1 (and the send log to watch); finished -> replication, 1; FAILED -
 replication, 7 with the log file. Other lines of ``lpreserver.log`` are not events. Lines
 of ``error.log`` are mapped the same way; any other line there is an error of its own,
 reported with priority 6.
+
+In the original dialect (:mod:`sysadmd.protocol.dialect`) the message of an event mapped
+from a dated line begins with that line's date, whitespace collapsed, and ``": "``, as
+the original server sent it (``"Fri Nov 27 10:00:00 UTC 2026: New snapshot of
+tank/data"``); replication progress, which comes from zfs send's log, has no date there
+either.
 """
 
 import re
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sysadmd.events import priority
+from sysadmd.protocol.dialect import WithOriginal
 
 SNAPSHOT = "snapshot"
 REPLICATION = "replication"
@@ -28,7 +35,7 @@ ERROR_LEVEL = priority.CRITICAL
 
 # `date` in the C locale: "Fri Nov 27 10:00:00 UTC 2026" (the zone may be absent).
 _DATED = re.compile(
-    r"^\s*[A-Za-z]{3}\s+[A-Za-z]{3}\s+\d{1,2}\s+\d{1,2}:\d{2}:\d{2}(?:\s+\S+)?\s+\d{4}\s*:\s?(.*)$"
+    r"^\s*([A-Za-z]{3}\s+[A-Za-z]{3}\s+\d{1,2}\s+\d{1,2}:\d{2}:\d{2}(?:\s+\S+)?\s+\d{4})\s*:\s?(.*)$"
 )
 
 
@@ -55,7 +62,22 @@ def event(message, level, kind):
 def message_of(line):
     """The message part of a log line (the date prefix removed)."""
     match = _DATED.match(line)
-    return (match.group(1) if match else line).strip()
+    return (match.group(2) if match else line).strip()
+
+
+def date_of(line):
+    """The date of a log line, whitespace collapsed as the original server did
+    (``"Fri Nov 27 10:00:00 UTC 2026"``), or None for a line without one."""
+    match = _DATED.match(line)
+    return " ".join(match.group(1).split()) if match else None
+
+
+def dated(args, date):
+    """``args`` of an event mapped from a line of ``date``: the spec args, carrying the
+    original dialect's (message prefixed with the date)."""
+    if date is None:
+        return args
+    return WithOriginal(args, dict(args, message=f"{date}: {args['message']}"))
 
 
 def _dataset_before_arrow(text):
@@ -66,7 +88,15 @@ def _dataset_before_arrow(text):
 
 
 def map_line(line, error_log=False):
-    """The :class:`Mapped` meaning of one complete log line."""
+    """The :class:`Mapped` meaning of one complete log line (its event carries the
+    original dialect's dated message, see :func:`dated`)."""
+    mapped = _map(line, error_log)
+    if mapped.event is None:
+        return mapped
+    return Mapped(dated(mapped.event, date_of(line)), mapped.replication)
+
+
+def _map(line, error_log):
     message = message_of(line)
     lower = message.lower()
     if not message:

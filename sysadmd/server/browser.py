@@ -5,14 +5,49 @@ plain HTTP request alike (one place, so the two cannot drift apart):
   :mod:`sysadmd.util.hosts`), else DNS rebinding would make any page same-origin;
 - its ``Origin``, when it sends one, must be listed in ``[server] allowed_origins`` (``*``:
   any) or, with that list empty, be the very host and port the browser connected to.
-  Requests without Origin come from tools, not from pages, and pass.
+  Requests without Origin come from tools, not from pages, and pass; so do those whose
+  Origin is not a URL (no ``scheme://``, not ``null``), such as the original SysAdm
+  client's ``sysadm-client``: a browser only ever sends a URL origin or ``null``, so such
+  a value cannot carry a page's request across sites.
 """
 
+import re
 from urllib.parse import urlsplit
 
 from sysadmd.util.hosts import HostRule
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+
+
+def is_application_origin(origin):
+    """True for an Origin value no browser sends: not a URL (``scheme://...``) and not
+    ``null``, e.g. ``sysadm-client``."""
+    value = origin.strip()
+    return "://" not in value and value.lower() != "null"
+
+
+_ORIGIN_LINE = re.compile(rb"\r\norigin[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def hide_application_origin(data):
+    """``(data, origin)``: a WebSocket handshake's bytes ``data`` with its one Origin
+    header removed and that header's value, when the headers are complete and that value
+    is not a URL (:func:`is_application_origin`); else ``(data, None)`` unchanged.
+
+    Autobahn parses every Origin as a URL and fails ``sysadm-client`` with 400 before we
+    see it; without the header it lets the handshake through to our own rules."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data, None
+    lines = list(_ORIGIN_LINE.finditer(data, 0, end + 2))
+    if len(lines) != 1:
+        # none, or several (which Autobahn refuses, and so do we)
+        return data, None
+    line = lines[0]
+    origin = line.group(1).decode("iso-8859-1").strip()
+    if not origin or not is_application_origin(origin):
+        return data, None
+    return data[: line.start()] + data[line.end():], origin
 
 
 def _origin_host(origin):
@@ -57,6 +92,8 @@ class BrowserRules:
         reason to answer it 403 with."""
         if not self.host_allowed(host):
             return "Host not allowed"
-        if origin and not self.origin_allowed(origin, host or "", secure):
+        if origin and not is_application_origin(origin) and not self.origin_allowed(
+            origin, host or "", secure
+        ):
             return "Origin not allowed"
         return None

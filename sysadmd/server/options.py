@@ -2,7 +2,8 @@
 
 import ipaddress
 
-from sysadmd.config.options import Option, boolean, integer, number, string, words
+from sysadmd.config.options import Option, boolean, choice, integer, number, string, words
+from sysadmd.protocol.dialect import SETTINGS as DIALECT_SETTINGS
 
 
 def _networks(text):
@@ -82,6 +83,15 @@ SERVER = {
         "other Hosts get 403 (DNS rebinding). Empty means the listen addresses, localhost "
         "and this machine's host names; an IP wildcard (0.0.0.0 or ::) allows every IP "
         "address; * allows any Host.",
+    ),
+    "dialect": Option(
+        "auto",
+        choice(*DIALECT_SETTINGS),
+        "Wire dialect of WebSocket clients: spec (events.rst, as documented here), "
+        "original (what the original SysAdm server sent: event frames named after the "
+        "subscription with id \"\", error codes as strings, its subscribe replies), or "
+        "auto: original for the Origins sysadm-client and sysadm-server (the original Qt "
+        "client and server), spec for every other client.",
     ),
     "tls_cert": Option(
         "", string, "Certificate (PEM) for ssl: endpoints without certKey= (default <state_dir>/tls/cert.pem)."

@@ -5,7 +5,10 @@ timers, requests in flight, routing, the outgoing queue). What this module adds:
 - connections are refused at the handshake from banned addresses (429), past
   ``max_connections_per_ip`` or at the daemon's connection cap (503, see
   :mod:`sysadmd.server.admission`), and with a Host or browser Origin that is not ours
-  (403, see :mod:`sysadmd.server.browser`);
+  (403, see :mod:`sysadmd.server.browser`); an Origin that is not a URL (the original
+  SysAdm client's ``sysadm-client``) is accepted, though Autobahn alone would refuse it;
+- the channel speaks the dialect ``[server] dialect`` and the Origin choose
+  (:func:`sysadmd.protocol.dialect.choose`);
 - Autobahn enforces the channel's current message limit while reading (close 1009);
 - the channel pauses and resumes reading the socket;
 - events go straight to the socket as the hub framed them, when nothing is queued and the
@@ -31,8 +34,10 @@ from sysadmd.channel.channel import (
 from sysadmd.channel.outbound import shared_frame
 from sysadmd.channel.session import Session
 from sysadmd.interfaces import IChannelTransport
+from sysadmd.protocol.dialect import choose as choose_dialect
 from sysadmd.protocol.framing import prepare_message
 from sysadmd.server.admission import AT_CAP, FULL, HEALTH
+from sysadmd.server.browser import hide_application_origin
 from sysadmd.util.log import Logger
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
@@ -52,6 +57,10 @@ class SysadmServerProtocol(WebSocketServerProtocol):
     # The connection's place (sysadmd.server.admission.Ticket): given by the front door
     # that accepted it, else taken here.
     ticket = None
+    # The handshake's Origin (None: none); application_origin is one that is not a URL,
+    # kept from Autobahn (see processHandshake).
+    origin = None
+    application_origin = None
 
     def connectionMade(self):
         """Count the connection against its address before the handshake."""
@@ -77,6 +86,14 @@ class SysadmServerProtocol(WebSocketServerProtocol):
                 self.ticket.release()
             self.lost.callback(None)
 
+    def processHandshake(self):
+        """Take an Origin that is not a URL out of the handshake before Autobahn reads
+        it (Autobahn would answer 400 "No host part in Origin"); :meth:`onConnect` applies
+        our rules to it."""
+        if self.application_origin is None:
+            self.data, self.application_origin = hide_application_origin(self.data)
+        return super().processHandshake()
+
     def onConnect(self, request):
         """Refuse banned addresses, connections past the limits, and Hosts or browser
         Origins that are not ours."""
@@ -91,6 +108,9 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             # Over the address's limit (admission counted and logged it).
             raise ConnectionDeny(503, "Too many connections from this address")
         host, origin = request.headers.get("host"), request.headers.get("origin")
+        if self.application_origin is not None:
+            origin = self.application_origin
+        self.origin = origin
         refusal = factory.browser.refusal(host, origin, ISSLTransport.providedBy(self.transport))
         if refusal is not None:
             self._log.warn(
@@ -105,6 +125,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         factory = self.factory
         settings = factory.settings
         self.channel = Channel(self, factory.parts, self.session_class)
+        self.channel.dialect = choose_dialect(settings.dialect, self.origin)
         outbound = self.channel.outbound
         # What Twisted buffers before pausing the producer counts against the bound.
         outbound.limit = max(
@@ -117,7 +138,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             outbound.direct = self.transport.write
         self.channel.open(require_auth=not settings.conformance_echo)
         factory.opened(self)
-        self._log.info("client connected from {peer}", peer=self.peer_host)
+        self._log.info("client connected from {peer}", peer=self.peer_host,
+                       dialect=self.channel.dialect)
 
     def onClose(self, wasClean, code, reason):
         """Log the end of an opened connection."""
