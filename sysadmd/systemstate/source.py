@@ -10,6 +10,11 @@ Commands never block: each has ``command_timeout``; a failing or hung one is kil
 logged with backoff, and the poll goes on with what is known (the last pools seen, or the
 host name from the kernel). When the machine has no ZFS, ``zpools`` is ``{}`` and the log
 says why, once.
+
+The ``updates`` field comes from an :class:`sysadmd.systemstate.checker.UpdateChecker`
+that checks in the background on its own timer (``updates_interval``) with the same
+commands' machinery and timeout: a poll takes the field as it is, and a check that
+changes it publishes the last polled state with the new field at once.
 """
 
 import socket
@@ -18,6 +23,8 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from sysadmd.interfaces import IEventSource
+from sysadmd.systemstate.backends import choose
+from sysadmd.systemstate.checker import UpdateChecker
 from sysadmd.systemstate.rules import Thresholds, build_state
 from sysadmd.systemstate.zpool import ZpoolParseError, parse_zpool_list
 from sysadmd.util.commands import (
@@ -52,7 +59,8 @@ class SystemStateSource:
     log = Logger()
 
     def __init__(self, reactor, interval=60.0, heartbeat=900.0, thresholds=Thresholds(),
-                 zpool_command="zpool", hostname_command="hostname", command_timeout=30.0):
+                 zpool_command="zpool", hostname_command="hostname", command_timeout=30.0,
+                 updates_backend=None, updates_interval=3600.0):
         self._reactor = reactor
         self._interval = interval
         self._heartbeat = heartbeat
@@ -70,7 +78,12 @@ class SystemStateSource:
         self._last_hostname = None
         self._last_pools = {}
         self._last_state = None
+        self._last_inputs = None  # (hostname, pools, hostname_changed) of the last poll
         self._no_zfs_reason = None
+        self._updates = None
+        if updates_backend is not None:
+            self._updates = UpdateChecker(reactor, updates_backend, self._run,
+                                          updates_interval, self.name)
         self._zpool_failures = RepeatedFailure(self.log, self.name, "zpool list")
         self._hostname_failures = RepeatedFailure(self.log, self.name, "hostname")
 
@@ -78,6 +91,14 @@ class SystemStateSource:
     def from_context(cls, context):
         """Build from a :class:`sysadmd.events.context.SourceContext`."""
         config = context.config
+        backend, why = choose(config["updates"], config["updates_command"],
+                              config["updates_refresh"], cls.name)
+        if backend is None:
+            cls.log.info("{source}: no update checks ({why})", source=cls.name, why=why)
+        else:
+            cls.log.info("{source}: checking for updates with {backend} every {interval:g} s "
+                         "({why})", source=cls.name, backend=backend.name, why=why,
+                         interval=config["updates_interval"])
         return cls(
             context.reactor,
             interval=config["interval"],
@@ -86,6 +107,8 @@ class SystemStateSource:
             zpool_command=config["zpool_command"],
             hostname_command=config["hostname_command"],
             command_timeout=config["command_timeout"],
+            updates_backend=backend,
+            updates_interval=config["updates_interval"],
         )
 
     @property
@@ -93,17 +116,30 @@ class SystemStateSource:
         """The last published event args (None before the first)."""
         return self._last_state
 
+    @property
+    def updates(self):
+        """The :class:`~sysadmd.systemstate.checker.UpdateChecker` (None: checks off)."""
+        return self._updates
+
     def start(self, publish):
-        """Poll now and then every ``interval``; fires at once (polls run on their own)."""
+        """Poll now and then every ``interval``, and check for updates now and then every
+        ``updates_interval``; fires at once (polls and checks run on their own)."""
         self._publish = publish
         self._running = True
         self._loop = start_polling(self._reactor, self._interval, self.poll)
+        if self._updates is not None:
+            # Never waits for the first poll: a check ending before it has its news
+            # carried by that poll (see _updates_changed).
+            self._updates.start(self._updates_changed)
         return defer.succeed(None)
 
     def stop(self):
-        """Stop polling, kill running commands; fires once they have exited."""
+        """Stop polling and checking, kill running commands (an update check's too);
+        fires once they have exited."""
         self._running = False
         self._loop = stop_polling(self._loop)
+        if self._updates is not None:
+            self._updates.stop()
         self._heartbeat_call = cancel_call(self._heartbeat_call)
         ended = []
         for command in list(self._commands):
@@ -204,9 +240,23 @@ class SystemStateSource:
             self.log.info("{source}: hostname changed from {old} to {new}",
                           source=self.name, old=self._last_hostname, new=hostname)
         self._last_hostname = hostname
-        state = build_state(hostname, pools, changed, self._thresholds)
+        self._last_inputs = (hostname, pools, changed)
+        state = self._state()
         if self._running and (force or state != self._last_state):
             self._emit(state)
+
+    def _state(self):
+        hostname, pools, changed = self._last_inputs
+        updates = self._updates.current if self._updates is not None else None
+        return build_state(hostname, pools, changed, self._thresholds, updates)
+
+    def _updates_changed(self):
+        # A check ended with news: publish now rather than at the next poll. Before the
+        # first poll there is nothing to publish; that poll will carry the news.
+        if self._running and self._last_inputs is not None:
+            state = self._state()
+            if state != self._last_state:
+                self._emit(state)
 
     def _emit(self, state):
         self._last_state = state

@@ -1,6 +1,9 @@
-"""The system-state source running real ``zpool`` and ``hostname`` scripts as child
-processes; timers come from a task.Clock the test moves. (Its logic, on a fake process
-reactor: tests/unit/test_systemstate_source.py.)"""
+"""The system-state source running real ``zpool``, ``hostname`` and update-check scripts
+as child processes; timers come from a task.Clock the test moves. (Its logic, on a fake
+process reactor: tests/unit/test_systemstate_source.py and
+test_systemstate_updates_source.py.)"""
+
+import os
 
 import pytest
 import pytest_twisted
@@ -8,6 +11,7 @@ from twisted.internet import defer, task
 from twisted.internet import reactor as global_reactor
 from twisted.logger import capturedLogs
 
+from sysadmd.systemstate.updates import CommandBackend
 from tests.integration.clocked import ClockedReactor
 
 # The unit tests' fixture, on this module's real-process clocked and fake.
@@ -152,3 +156,62 @@ def test_stop_kills_a_running_command_and_waits_for_it(clocked, make_source, fak
     assert command.finished
     assert clocked.clock.getDelayedCalls() == []
     assert events == []
+
+
+def _check_script(root, body):
+    """An updates_command script (its body in sh)."""
+    path = root / "check-updates"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return CommandBackend([str(path)])
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_update_check_runs_beside_the_polls(clocked, make_source, tmp_path):
+    """The first event says checkingforupdates; the script's answer follows on its own."""
+    backend = _check_script(tmp_path, "sleep 0.5; echo updatesavailable; echo curl 8.5.0")
+    source = make_source(updates_backend=backend)
+    events = Published()
+    yield source.start(events)
+    yield settle(source)
+    assert events[0]["updates"]["status"] == "checkingforupdates"
+    yield source.updates.when_idle().addTimeout(10, global_reactor)
+    assert events[-1]["updates"]["status"] == "updatesavailable"
+    assert events[-1]["updates"]["details"] == "curl 8.5.0"
+    assert events[-1]["priority"] == "2 - Information"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_hung_update_check_and_its_children_are_killed(clocked, make_source, tmp_path):
+    """A check still running at command_timeout is killed with its process group (the
+    sleep it started in the background too); the source carries on."""
+    pids = tmp_path / "pids"
+    backend = _check_script(tmp_path, f"sleep 300 & echo $! > {pids}; wait")
+    source = make_source(updates_backend=backend, command_timeout=30)
+    events = Published()
+    with capturedLogs() as logs:
+        yield source.start(events)
+        yield settle(source)
+        yield task.deferLater(global_reactor, 0.3, lambda: None)
+        (command,) = [c for c in source._commands if c.argv == backend.argv]
+        clocked.clock.advance(30)
+        yield source.updates.when_idle().addTimeout(10, global_reactor)
+        yield command.ended.addTimeout(10, global_reactor)
+    child = int(pids.read_text())
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{child}") or "Z" in _state(child):
+            break
+        yield task.deferLater(global_reactor, 0.1, lambda: None)
+    else:
+        raise AssertionError(f"the check's background child {child} outlived it")
+    assert "still running after 30 s" in events[-1]["updates"]["details"]
+    assert events[-1]["updates"]["status"] == "checkingforupdates"
+    assert any("still running after 30 s" in e.get("problem", "") for e in logs)
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

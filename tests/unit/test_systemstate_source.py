@@ -320,7 +320,8 @@ def test_option_defaults_and_validation():
     assert section == {
         "interval": 60.0, "heartbeat": 900.0, "capacity_warning": 80.0,
         "capacity_critical": 90.0, "zpool_command": "zpool", "hostname_command": "hostname",
-        "command_timeout": 30.0,
+        "command_timeout": 30.0, "updates": "auto", "updates_interval": 3600.0,
+        "updates_refresh": False, "updates_command": None,
     }
     from sysadmd.config import ConfigErrors
 
