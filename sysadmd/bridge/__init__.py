@@ -8,5 +8,8 @@ and the daemon's side of it (``[bridge]`` in sysadmd).
 - ``schema`` (and ``sysadmd.taps.bridge``): the bridge's configuration and twistd wiring;
 - ``urls``, ``keys``, ``relayed``, ``binding``, ``link`` and ``links``: the daemon's
   outgoing links to bridges, with one :class:`sysadmd.channel.session.Session` per relayed
-  client, whose ``rpc/auth_ssl`` is bound to this server's key and the client's connection.
+  client, whose ``rpc/auth_ssl`` is bound to this server's key and the client's connection;
+- ``original``: the original SysAdm way through a bridge (relayed ``auth_ssl`` with
+  ``md5_key`` and base64 payloads while ``[bridge] legacy_clients = yes``, raw-RSA
+  sign-in to original bridges).
 """

@@ -16,8 +16,9 @@ from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.keys_file import KeysFile, KeysFileError
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.wire import CLIENT, SERVER
+from sysadmd.bridge.wire import CLIENT, SERVER, md5_name
 from sysadmd.config import ConfigError
+from sysadmd.protocol.keydigests import md5_key
 from sysadmd.interfaces import IPasswordBackend
 from sysadmd.util.log import Logger
 
@@ -72,10 +73,24 @@ class BridgeKeys:
             return CLIENT
         return SERVER if any(key.fingerprint == fingerprint for key in servers) else CLIENT
 
+    def aliases_of(self, fingerprint):
+        """The other names servers may list the key ``fingerprint`` by: its ``MD5:`` name
+        (what original SysAdm servers send in ``md5_keys``); empty when it is not found."""
+        try:
+            keys = self.load()
+        except (KeysFileError, OSError):
+            log.failure("cannot read the bridge's key files")
+            return ()
+        for key in keys:
+            if key.fingerprint == fingerprint:
+                return (md5_name(md5_key(key.public_key)),)
+        return ()
+
 
 class BridgeSignIn:
     """``rpc/auth_ssl`` on the bridge: the daemon's ``authenticator`` signs the session
-    in, then the session's ``role`` is set from ``keys`` (a :class:`BridgeKeys`)."""
+    in, then the session's ``role`` (and ``key_aliases``, the key's other names) are set
+    from ``keys`` (a :class:`BridgeKeys`)."""
 
     def __init__(self, authenticator, keys):
         self.authenticator = authenticator
@@ -88,6 +103,7 @@ class BridgeSignIn:
         result = yield defer.maybeDeferred(self.authenticator.auth_ssl, session, args)
         if session.key_fingerprint is not None:
             session.role = self.keys.role_of(session.key_fingerprint)
+            session.key_aliases = self.keys.aliases_of(session.key_fingerprint)
         return result
 
 

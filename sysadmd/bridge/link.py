@@ -2,8 +2,10 @@
 
 On open the daemon answers the bridge's identify as a ``server`` (the bridge decides the
 role from its ``server_keys_file``, not from this answer), signs in with ``rpc/auth_ssl``
-using ``[bridge] key``, answers ``rpc/settings list_ssl_checksums`` with the fingerprints
-of the keys in its ``[auth] keys_file``, follows ``events/bridge`` (the clients listed and
+using ``[bridge] key`` (an RSA key signs in the original raw-RSA form, which original
+bridges check and sysadmd bridges accept), answers ``rpc/settings list_ssl_checksums``
+with the names of the keys in its ``[auth] keys_file`` (``sha256_keys`` and, for
+original bridges, ``md5_keys``), follows ``events/bridge`` (the clients listed and
 the key each signed in with) and hands relayed frames to
 :class:`sysadmd.bridge.relayed.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
 link's key fingerprint (see ``sysadmd.bridge.wire`` for the frames).
@@ -20,8 +22,8 @@ from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, task
 
 import sysadmd
-from sysadmd.auth.signatures import sign_challenge
 from sysadmd.bridge import wire
+from sysadmd.bridge.original import bridge_public_pem, sign_for_bridge
 from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.protocol import envelope
 from sysadmd.server.protocol import CLOSE_GOING_AWAY
@@ -86,7 +88,8 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
         """Start signing in, and relay for clients from now on."""
         factory = self.factory
         self.clients = RelayedClients(
-            factory.nick, factory.daemon, self._write_prepared, prepare_masked, factory.fingerprint
+            factory.nick, factory.daemon, self._write_prepared, prepare_masked, factory.fingerprint,
+            legacy=factory.legacy_clients, keys=factory.keys, public_pem=factory.public_pem,
         )
         self.transport.registerProducer(self.clients, True)
         self._announced = None
@@ -150,7 +153,7 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
             result = {"type": wire.SERVER, "hostname": socket.gethostname(), "version": sysadmd.__version__}
         elif key == ("rpc", "settings") and isinstance(args, dict) and args.get("action") == "list_ssl_checksums":
             self._announced = self.factory.checksums()
-            result = {wire.CHECKSUMS_KEY: self._announced}
+            result = wire.checksums_reply(self._announced)["args"]
         else:
             self._send(envelope.error(request_id, 404, f"Unknown call {key[0]}/{key[1]}."))
             return
@@ -179,7 +182,13 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
                 self._log.error("bridge {nick} sent no test string", nick=self.factory.nick)
                 self._close(1000, "Bad auth_ssl reply")
                 return
-            signature = sign_challenge(self.factory.key, test_string)
+            try:
+                signature = sign_for_bridge(self.factory.key, test_string)
+            except ValueError as e:
+                self._log.error("cannot sign bridge {nick}'s test string: {error}",
+                                nick=self.factory.nick, error=str(e))
+                self._close(1000, "Bad auth_ssl reply")
+                return
             self._send({
                 "namespace": "rpc",
                 "name": "auth_ssl",
@@ -267,13 +276,16 @@ class BridgeLinkFactory(WebSocketClientFactory):
     """Builds the link to one bridge: ``address`` (a
     :class:`sysadmd.bridge.urls.BridgeAddress`), the daemon's server factory ``daemon``
     (whose router, hub, tokens and settings relayed clients share), the private ``key``
-    and ``checksums()`` returning the fingerprints to announce."""
+    and ``checksums()`` returning the ``list_ssl_checksums`` answer's args. ``keys`` (the
+    daemon's keys file) and ``legacy_clients`` serve relayed original clients
+    (:mod:`sysadmd.bridge.original`)."""
 
     protocol = BridgeLinkProtocol
     noisy = False
     _log = Logger()
 
-    def __init__(self, reactor, address, daemon, key, fingerprint, checksums, keepalive, backoff):
+    def __init__(self, reactor, address, daemon, key, fingerprint, checksums, keepalive, backoff,
+                 keys=None, legacy_clients=True):
         super().__init__(
             url=address.url, reactor=reactor, useragent=f"sysadmd/{sysadmd.__version__}"
         )
@@ -283,6 +295,9 @@ class BridgeLinkFactory(WebSocketClientFactory):
         self.key = key
         self.fingerprint = fingerprint
         self.checksums = checksums
+        self.keys = keys
+        self.legacy_clients = legacy_clients
+        self.public_pem = bridge_public_pem(key)
         self.keepalive = keepalive
         self.backoff = backoff
         self.current = None

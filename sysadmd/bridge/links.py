@@ -22,6 +22,7 @@ from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerpr
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
 from sysadmd.config import ConfigError
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS, md5_key
 from sysadmd.util.log import Logger
 from sysadmd.util.services import OrderedService
 
@@ -35,6 +36,7 @@ class BridgePlan:
     bridges: List[Any]
     keys: KeysFile
     keepalive: float
+    legacy_clients: bool = True
     key: Any = None
     fingerprint: Optional[str] = None
     trust: Any = None
@@ -48,6 +50,22 @@ def accepted_fingerprints(keys):
     except Exception:
         log.failure("cannot read the keys file {path} for the bridges", path=keys.path)
         return []
+
+
+def accepted_checksums(keys):
+    """The ``list_ssl_checksums`` answer's args: the keys file's keys by ``SHA256:``
+    fingerprint (``sha256_keys``) and by ``base64(md5(public key PEM))`` (``md5_keys``,
+    what original bridges pair by), in file order; an unreadable file accepts none (and
+    is logged)."""
+    try:
+        registered = keys.load()
+    except Exception:
+        log.failure("cannot read the keys file {path} for the bridges", path=keys.path)
+        registered = []
+    return {
+        SHA256_KEYS: [key.fingerprint for key in registered],
+        MD5_KEYS: [md5_key(key.public_key) for key in registered],
+    }
 
 
 def _load_trust(path):
@@ -66,6 +84,7 @@ def prepare_links(config, errors):
         bridges=list(section["connections"].values()),
         keys=KeysFile(config.path("auth", "keys_file", "keys")),
         keepalive=section["keepalive"],
+        legacy_clients=section["legacy_clients"],
     )
     if not plan.bridges:
         return plan
@@ -125,9 +144,11 @@ class BridgeLinkService(Service):
             daemon,
             plan.key,
             plan.fingerprint,
-            lambda: accepted_fingerprints(plan.keys),
+            lambda: accepted_checksums(plan.keys),
             plan.keepalive,
             backoff or Backoff(),
+            keys=plan.keys,
+            legacy_clients=plan.legacy_clients,
         )
         self._client = ClientService(
             _endpoint(reactor, address, plan.trust),

@@ -1,7 +1,7 @@
 """The daemon's ``[bridge]`` ini section: the bridges it connects out to."""
 
 from sysadmd.bridge.urls import parse_connections
-from sysadmd.config.options import Option, number, string
+from sysadmd.config.options import Option, boolean, number, string
 
 BRIDGE = {
     "connections": Option(
@@ -22,6 +22,14 @@ BRIDGE = {
         string,
         "PEM certificates trusted for wss:// bridges (e.g. a bridge's self-signed "
         "certificate); empty means the system's trusted CAs.",
+    ),
+    "legacy_clients": Option(
+        "yes",
+        boolean,
+        "Let clients relayed by a bridge sign in the original SysAdm way (the Qt client's "
+        "rpc/auth_ssl with md5_key): its signature is not bound to this server, and the "
+        "session's messages are only base64-encoded, so the bridge can read and replay "
+        "them. With no, relayed clients must use the bound rpc/auth_ssl (sysadm).",
     ),
     "keepalive": Option(
         "60",

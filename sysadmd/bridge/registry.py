@@ -1,7 +1,8 @@
 """Who may reach whom through the bridge: pure bookkeeping, no I/O.
 
 A client reaches a server (and the server reaches it back) when the server's list of
-accepted fingerprints holds the fingerprint of the key the client signed in with. Servers
+accepted keys names the key the client signed in with: by its ``SHA256:`` fingerprint or
+by another name of the same key (its ``MD5:`` name, see ``sysadmd.bridge.wire``). Servers
 never reach servers, clients never reach clients, and nothing reaches or is reached by a
 connection before it signs in. A connection's role is given when it signs in (the bridge
 decides it from its own key files); what a peer says of itself is only a label.
@@ -16,12 +17,14 @@ from sysadmd.bridge.wire import CLIENT, SERVER
 
 
 class _Peer:
-    __slots__ = ("id", "role", "fingerprint", "checksums", "signed_in", "label")
+    __slots__ = ("id", "role", "fingerprint", "names", "checksums", "signed_in", "label")
 
     def __init__(self, connection_id):
         self.id = connection_id
         self.role = CLIENT
         self.fingerprint = None
+        # Every name of the signed-in key (its fingerprint first): what servers list.
+        self.names = ()
         self.checksums = frozenset()
         self.signed_in = False
         self.label = None
@@ -79,17 +82,20 @@ class Registry:
         shown to others, trusted for nothing. Not announced by itself."""
         self._peers[connection_id].label = label
 
-    def signed_in(self, connection_id, fingerprint, role=CLIENT):
-        """The connection proved the key ``fingerprint``, which makes it a ``role``
-        (``"server"`` or ``"client"``); it is told its list."""
+    def signed_in(self, connection_id, fingerprint, role=CLIENT, aliases=()):
+        """The connection proved the key ``fingerprint`` (also named ``aliases``, e.g.
+        its ``MD5:`` name), which makes it a ``role`` (``"server"`` or ``"client"``); it
+        is told its list."""
         peer = self._peers[connection_id]
         role = SERVER if role == SERVER else CLIENT
         # Those who reach it must learn its new key even if their lists stay the same.
         rekeyed = peer.signed_in and (peer.fingerprint, peer.role) != (fingerprint, role)
+        names = tuple(dict.fromkeys([fingerprint, *aliases]))
 
         def apply():
             peer.signed_in = True
             peer.fingerprint = fingerprint
+            peer.names = names
             peer.role = role
 
         self._change(peer, apply, force=True, force_others=rekeyed)
@@ -131,17 +137,18 @@ class Registry:
             for fingerprint in peer.checksums:
                 found.update(self._holders.get(fingerprint, ()))
             return frozenset(found)
-        return frozenset(self._accepting.get(peer.fingerprint, ()))
+        found = set()
+        for name in peer.names:
+            found.update(self._accepting.get(name, ()))
+        return frozenset(found)
 
     def _index(self, peer, add):
         if not peer.signed_in:
             return
         if peer.role == SERVER:
             entries = [(self._accepting, fingerprint) for fingerprint in peer.checksums]
-        elif peer.fingerprint is not None:
-            entries = [(self._holders, peer.fingerprint)]
         else:
-            entries = []
+            entries = [(self._holders, name) for name in peer.names if name is not None]
         for index, fingerprint in entries:
             if add:
                 index[fingerprint].add(peer.id)

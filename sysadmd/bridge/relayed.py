@@ -26,15 +26,23 @@ changes at every reconnection to the bridge:
   ``connections`` map says, so reconnecting does not reset its failure count;
 - its ``rpc/auth_ssl`` is bound to this daemon's bridge key and its connection id
   (:class:`sysadmd.bridge.binding.RelayBinding`).
+
+The original Qt client signs in another way (``auth_ssl`` with ``md5_key``, then base64
+payloads and the original dialect), allowed while ``[bridge] legacy_clients = yes``:
+see :mod:`sysadmd.bridge.original`.
 """
+
+from dataclasses import replace
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from sysadmd.bridge import original
 from sysadmd.bridge.binding import RelayBinding
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
 from sysadmd.protocol import envelope
+from sysadmd.protocol.dialect import ORIGINAL
 from sysadmd.util.log import Logger
 
 UNKNOWN_KEY = "unknown-key"
@@ -65,9 +73,47 @@ class RelayedClient:
         self._prepare = prepare
         self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = ban_key(clients.nick, key_fingerprint)
-        self.channel = Channel(self, daemon.parts)
-        self.channel.session.challenge_binding = RelayBinding(clients.fingerprint, client_id)
+        # True once the original flow started: payloads are base64 both ways.
+        self.original = False
+        self.binding = RelayBinding(clients.fingerprint, client_id)
+        router = original.OriginalSignIn(daemon.parts.router, self)
+        self.channel = Channel(self, replace(daemon.parts, router=router))
+        self.channel.session.challenge_binding = self.binding
         self.channel.open()
+
+    # What sysadmd.bridge.original.OriginalSignIn asks
+
+    @property
+    def legacy(self):
+        """Whether the original sign-in is allowed (``[bridge] legacy_clients``)."""
+        return self._clients.legacy
+
+    @property
+    def bridge_public_pem(self):
+        """This daemon's bridge public key, PEM: the ``new_ssl_key`` of the original flow."""
+        return self._clients.public_pem
+
+    def key_for_md5(self, md5):
+        """The registered public key named ``md5`` in ``md5_keys`` form, or None."""
+        return self._clients.key_for_md5(md5)
+
+    def plain(self):
+        """An original client (it sent ``md5_key``): the original dialect from now on,
+        and plain JSON until its flow starts (it starts its sign-in over so)."""
+        self.original = False
+        self.channel.dialect = ORIGINAL
+
+    def start_original(self):
+        """The original flow started: base64 payloads both ways from the next frame on
+        (the bridge can read all of it)."""
+        if not self.original:
+            self._log.info(
+                "relayed client {client_id} of bridge {nick} signs in the original way: "
+                "its messages are base64, readable by the bridge",
+                client_id=self.client_id,
+                nick=self._clients.nick,
+            )
+        self.original = True
 
     @property
     def session(self):
@@ -86,6 +132,8 @@ class RelayedClient:
 
     def received(self, payload):
         """Handle one relayed message (bytes) from the client."""
+        if self.original:
+            payload = original.decode(payload)
         self.channel.received(payload)
 
     def close(self):
@@ -95,7 +143,10 @@ class RelayedClient:
     # IChannelTransport
 
     def prepare(self, payload):
-        """Frame ``payload`` for the link, behind the client's id line."""
+        """Frame ``payload`` for the link, behind the client's id line (base64 in the
+        original flow)."""
+        if self.original:
+            payload = original.encode(payload)
         return self._prepare(self._prefix + payload)
 
     def frame_event(self, event):
@@ -120,6 +171,10 @@ class RelayedClient:
             self.channel.outbound.send_frame(envelope.error(None, 401, ending.notice))
         self._clients.end(self.client_id)
 
+    def socket_addresses(self):
+        """None: the client's socket is the bridge's, not ours to look up."""
+        return None
+
 
 @implementer(IPushProducer)
 class RelayedClients:
@@ -128,15 +183,22 @@ class RelayedClients:
     ``write(prepared)`` sends a framed message on the link and ``prepare(payload)`` frames
     bytes for it; ``fingerprint`` is the ``SHA256:...`` of the key the link signs in to
     the bridge with (what relayed ``rpc/auth_ssl`` binds to; without it no relayed key
-    signature verifies). Registered as the link transport's producer: when the link's
-    buffer is full every client's frames wait in its own bounded queue.
+    signature verifies). For the original sign-in: ``legacy`` (``[bridge]
+    legacy_clients``), ``keys`` (the daemon's keys file, to size a client's test
+    string) and ``public_pem`` (the bridge public key, sent as ``new_ssl_key``).
+    Registered as the link transport's producer: when the link's buffer is full every
+    client's frames wait in its own bounded queue.
     """
 
     _log = Logger()
 
-    def __init__(self, nick, daemon, write, prepare, fingerprint=None):
+    def __init__(self, nick, daemon, write, prepare, fingerprint=None, legacy=True, keys=None,
+                 public_pem=b""):
         self.nick = nick
         self.fingerprint = fingerprint
+        self.legacy = legacy
+        self.public_pem = public_pem
+        self._keys = keys
         self._daemon = daemon
         self._write = write
         self._prepare = prepare
@@ -147,6 +209,10 @@ class RelayedClients:
 
     def __len__(self):
         return len(self._clients)
+
+    def key_for_md5(self, md5):
+        """The daemon's registered public key named ``md5`` (``md5_keys`` form), or None."""
+        return original.key_for_md5(self._keys, md5) if self._keys is not None else None
 
     def get(self, client_id):
         """The :class:`RelayedClient` of ``client_id``, or None."""

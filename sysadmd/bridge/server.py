@@ -34,6 +34,8 @@ class BridgeSession(Session):
 
     connection_id = None
     role = wire.CLIENT
+    # The signed-in key's other names (its MD5: name), set with the role.
+    key_aliases = ()
 
     def _arm_expiry(self):
         pass
@@ -196,7 +198,7 @@ class BridgeServerProtocol(SysadmServerProtocol):
             return
         registry.accepts(self.connection_id, fingerprints)
         self._log.info(
-            "server {connection_id} accepts {count} client key(s)",
+            "server {connection_id} accepts {count} client key name(s)",
             connection_id=self.connection_id,
             count=len(fingerprints),
         )
@@ -207,7 +209,9 @@ class BridgeServerProtocol(SysadmServerProtocol):
         """The connection proved a registered key, which decided its role: tell it (and
         others) who it reaches."""
         session = self.channel.session
-        self.factory.registry.signed_in(self.connection_id, session.key_fingerprint, session.role)
+        self.factory.registry.signed_in(
+            self.connection_id, session.key_fingerprint, session.role, session.key_aliases
+        )
         self._log.info(
             "bridge connection {connection_id} is a {role} (key {fingerprint})",
             connection_id=self.connection_id,

@@ -22,11 +22,14 @@ other key of ``[auth] keys_file`` a client. Once a server has signed in::
     <- {"namespace": "rpc", "name": "settings", "id": "bridge_request_list_keys",
         "args": {"action": "list_ssl_checksums"}}
     -> {"namespace": "rpc", "name": "response", "id": "bridge_request_list_keys",
-        "args": {"sha256_keys": ["SHA256:...", ...]}}
+        "args": {"sha256_keys": ["SHA256:...", ...], "md5_keys": ["<base64>", ...]}}
 
-A server may send that response again, unasked, when the keys it accepts change; the
-same answer from a client is ignored. A client can reach exactly the servers whose list
-holds the fingerprint of the key it signed in with (and those servers can reach it).
+Either list may be missing (an original SysAdm server sends only ``md5_keys``: base64 of
+the MD5 of each public key PEM, see ``sysadmd.protocol.keydigests``). A server may send
+that response again, unasked, when the keys it accepts change; the same answer from a
+client is ignored (the original Qt client sends its own key's). A client can reach exactly
+the servers whose lists name the key it signed in with, by either digest (and those
+servers can reach it).
 Each signed-in connection receives, right after signing in and whenever the list
 changes::
 
@@ -47,10 +50,13 @@ cannot reach.
 """
 
 from sysadmd.protocol import envelope
+from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS
 
 IDENTIFY_ID = "sysadm_bridge_request_ident"
 CHECKSUMS_ID = "bridge_request_list_keys"
-CHECKSUMS_KEY = "sha256_keys"
+CHECKSUMS_KEY = SHA256_KEYS
+# How the registry tells an MD5 name from a SHA256: fingerprint (never on the wire).
+MD5_PREFIX = "MD5:"
 SERVER = "server"
 CLIENT = "client"
 
@@ -104,22 +110,32 @@ def checksums_request():
     }
 
 
-def checksums_reply(fingerprints):
-    """A server's answer to :func:`checksums_request`."""
-    return {
-        "namespace": "rpc",
-        "name": "response",
-        "id": CHECKSUMS_ID,
-        "args": {CHECKSUMS_KEY: list(fingerprints)},
-    }
+def checksums_reply(checksums):
+    """A server's answer to :func:`checksums_request`; ``checksums`` is its ``args``
+    (``{"sha256_keys": [...], "md5_keys": [...]}``) or a list of ``SHA256:`` fingerprints."""
+    if not isinstance(checksums, dict):
+        checksums = {CHECKSUMS_KEY: list(checksums)}
+    return {"namespace": "rpc", "name": "response", "id": CHECKSUMS_ID, "args": dict(checksums)}
+
+
+def md5_name(md5):
+    """The registry's name for the ``md5_keys`` entry ``md5``."""
+    return MD5_PREFIX + md5
 
 
 def parse_checksums(args):
-    """The fingerprints in a checksums reply's ``args``; raises ValueError if malformed."""
-    keys = args.get(CHECKSUMS_KEY) if isinstance(args, dict) else None
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise ValueError(f'expected {{"{CHECKSUMS_KEY}": [fingerprints]}}')
-    return keys
+    """The key names in a checksums reply's ``args``: its ``sha256_keys`` as they are and
+    its ``md5_keys`` as :func:`md5_name`; raises ValueError if neither list is there or
+    one is not a list of strings."""
+    if not isinstance(args, dict) or not (SHA256_KEYS in args or MD5_KEYS in args):
+        raise ValueError(f'expected {{"{SHA256_KEYS}": [...]}} and/or {{"{MD5_KEYS}": [...]}}')
+    names = []
+    for field, name in ((SHA256_KEYS, str), (MD5_KEYS, md5_name)):
+        keys = args.get(field, [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValueError(f'"{field}" must be a list of strings')
+        names.extend(name(k) for k in keys)
+    return names
 
 
 # A label longer than a DNS name, or with control characters, is not shown at all.

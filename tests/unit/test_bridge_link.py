@@ -9,7 +9,7 @@ import struct
 from types import SimpleNamespace
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -64,10 +64,10 @@ def client_frames(data):
 class Bridge:
     """The bridge's end of one link."""
 
-    def __init__(self, keepalive=0, checksums=("SHA256:a",)):
+    def __init__(self, keepalive=0, checksums=("SHA256:a",), key=None):
         self.clock = task.Clock()
-        self.key = ed25519.Ed25519PrivateKey.generate()
-        self.checksums = list(checksums)
+        self.key = key or ed25519.Ed25519PrivateKey.generate()
+        self.checksums = checksums if isinstance(checksums, dict) else list(checksums)
         router = Router()
         rpc_handlers.register(router)
         daemon = SimpleNamespace(parts=ChannelParts(
@@ -77,7 +77,9 @@ class Bridge:
         self.backoff = Backoff(jitter=lambda: 0)
         self.factory = BridgeLinkFactory(
             self.clock, parse_url("test", "ws://127.0.0.1:12149"), daemon, self.key,
-            "SHA256:me", lambda: list(self.checksums), keepalive, self.backoff,
+            "SHA256:me",
+            lambda: dict(self.checksums) if isinstance(self.checksums, dict) else list(self.checksums),
+            keepalive, self.backoff,
         )
         self.factory.setProtocolOptions(closeHandshakeTimeout=0)
         self.transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 12149))
@@ -109,6 +111,7 @@ class Bridge:
         return out
 
     def sign_in(self):
+        """Both auth_ssl stages; returns the signature the link sent."""
         [stage1] = self.received()
         assert stage1 == {"namespace": "rpc", "name": "auth_ssl", "id": AUTH_CHALLENGE_ID, "args": {}}
         self.send({"namespace": "rpc", "name": "response", "id": AUTH_CHALLENGE_ID,
@@ -119,6 +122,7 @@ class Bridge:
         assert verify_challenge(self.key.public_key(), "challenge-123", signature)
         self.send({"namespace": "rpc", "name": "response", "id": AUTH_ANSWER_ID, "args": ["t", 900]})
         assert self.protocol.signed_in
+        return signature
 
 
 def test_link_answers_identify_as_a_server():
@@ -140,6 +144,20 @@ def test_link_signs_in_with_its_key_and_answers_checksums():
     [reply] = bridge.received()
     assert reply == {"namespace": "rpc", "name": "response", "id": "bridge_request_list_keys",
                      "args": {"sha256_keys": ["SHA256:x", "SHA256:y"]}}
+
+
+def test_an_rsa_bridge_key_answers_in_the_original_raw_rsa_form_and_md5_keys_are_sent():
+    """What an original bridge checks: RSA_public_decrypt of the signature gives the test
+    string back (PKCS#1 type 1, no digest); the checksums answer has md5_keys too."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    bridge = Bridge(key=key, checksums={"sha256_keys": ["SHA256:x"], "md5_keys": ["bWQ1=="]})
+    signature = bridge.sign_in()
+    assert key.public_key().recover_data_from_signature(
+        signature, padding.PKCS1v15(), None) == b"challenge-123"
+    bridge.send({"namespace": "rpc", "name": "settings", "id": "bridge_request_list_keys",
+                 "args": {"action": "list_ssl_checksums"}})
+    [reply] = bridge.received()
+    assert reply["args"] == {"sha256_keys": ["SHA256:x"], "md5_keys": ["bWQ1=="]}
 
 
 def test_relayed_requests_are_answered_to_their_sender():
