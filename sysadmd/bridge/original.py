@@ -183,7 +183,9 @@ class OriginalSignIn:
         frame, after = yield self._router.handle(session, stage1)
         args = frame.get("args") if frame.get("name") == "response" else None
         if not isinstance(args, dict) or session.challenge is None:
-            return frame, after  # refused (banned): the client reads the error as it is
+            # Refused (banned): an earlier bound challenge stays bound.
+            session.challenge_binding = client.binding
+            return frame, after
         text = self._sized(session, client.key_for_md5(md5))
         reply = dict(args)
         reply["test_string"] = encode(text.encode("utf-8")).decode("ascii")

@@ -91,7 +91,7 @@ class Link:
         self.hub.add_source("system-state", "system_state", True)
         router = Router()
         tokens = TokenStore(self.clock, 900)
-        bans = BanList(self.clock, 5, 600, 3600, ban_loopback=True)
+        self.bans = bans = BanList(self.clock, 5, 600, 3600, ban_loopback=True)
         rpc_handlers.register(router)
         Authenticator(self.clock, tokens, bans, [KeyUsers()], self.keys, find_signer, 0).register(router)
         event_handlers.register(router, self.hub)
@@ -303,3 +303,18 @@ def test_a_bound_stage_1_after_the_original_one_requires_a_bound_signature(tmp_p
                "name": "auth_ssl", "namespace": "rpc"})
     [encoded] = link.take()
     assert json.loads(base64.b64decode(encoded))["args"]["code"] == "401"
+
+
+def test_a_refused_original_stage_1_leaves_an_earlier_challenge_bound(tmp_path):
+    """A banned client's md5_key stage 1 gets 429 and does not unbind the challenge it
+    got from a bound stage 1 before."""
+    link = Link(tmp_path)
+    link.send({"args": {}, "id": "a", "name": "auth_ssl", "namespace": "rpc"})
+    link.take()
+    client = link.clients.get("qt")
+    for _ in range(5):
+        link.bans.record_failure(client.peer_host)
+    link.send({"args": {"md5_key": qt_md5(rsa_key())}, "id": "b", "name": "auth_ssl", "namespace": "rpc"})
+    [plain] = link.take()
+    assert json.loads(plain)["args"]["code"] == "429"
+    assert client.session.challenge_binding is client.binding and not client.original
