@@ -18,8 +18,8 @@ from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.wire import CLIENT, SERVER, md5_name
 from sysadmd.config import ConfigError
-from sysadmd.protocol.keydigests import md5_key
 from sysadmd.interfaces import IPasswordBackend
+from sysadmd.protocol.keydigests import md5_key
 from sysadmd.util.log import Logger
 
 log = Logger()

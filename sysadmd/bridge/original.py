@@ -38,6 +38,7 @@ import secrets
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import defer
 
+from sysadmd.auth.keys_file import KeysFileError
 from sysadmd.auth.signatures import sign_challenge
 from sysadmd.protocol import envelope
 from sysadmd.protocol.envelope import Request
@@ -216,7 +217,7 @@ def key_for_md5(keys, md5):
     ``md5_keys`` name is ``md5``, or None (also when the file cannot be read)."""
     try:
         registered = keys.load()
-    except Exception:
+    except (KeysFileError, OSError):
         log.failure("cannot read the keys file {path}", path=getattr(keys, "path", None))
         return None
     for key in registered:

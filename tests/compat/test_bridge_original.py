@@ -17,7 +17,6 @@ import json
 import os
 import time
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.sync.client import connect
@@ -314,7 +313,7 @@ def test_qt_client_through_a_sysadmd_bridge_the_original_way(tmp_path):
 def test_legacy_clients_no_refuses_the_md5_flow(tmp_path):
     """With [bridge] legacy_clients = no the daemon answers the md5_key stage 1 with a
     403 that names the option, in plain JSON; the client is still offered the server."""
-    with network(tmp_path, legacy="no") as (qt, original, daemon):
+    with network(tmp_path, legacy="no") as (qt, _original, daemon):
         qt.connect_to_bridge()
         server, _ = servers(qt, daemon)
         stage1, reply = qt.original_sign_in(server)

@@ -266,7 +266,7 @@ def test_a_wrong_signature_is_refused_in_base64_and_stage_1_starts_over_plain(tm
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _, reply = link.original_sign_in(stranger)
     assert reply["namespace"] == "error" and reply["args"]["code"] == "401"
-    text, reply = link.original_sign_in(rsa_key())
+    _, reply = link.original_sign_in(rsa_key())
     assert reply["name"] == "response"
 
 
