@@ -146,6 +146,12 @@ class IChannelTransport(Interface):
         :class:`sysadmd.channel.channel.Ending`: a close code and reason for a WebSocket,
         an error notice for a client that cannot be disconnected from here)."""
 
+    def socket_addresses():
+        """``(local, peer)``: the Twisted addresses (``getHost()``, ``getPeer()``) of the
+        client's own connection to this process, or None when there is none of its own
+        (a client relayed by a bridge, a REST request). Local sign-in (``[auth]
+        local_login``) looks the client's socket up by them; a None never signs in so."""
+
 
 class IJobObserver(Interface):
     """Told how one dispatcher job's run goes (:class:`sysadmd.dispatcher.runner.JobRun`),

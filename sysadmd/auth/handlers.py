@@ -8,6 +8,10 @@ the daemon-wide :class:`~sysadmd.auth.limits.CheckLimiter` (429 when its queue i
 Every failure answers the same 401 whatever the cause, no sooner than ``failure_delay``
 seconds after the request. A malformed request (400) is not a guess and takes no slot.
 Nothing secret is logged.
+
+``rpc/auth`` with an empty password is a local sign-in when ``[auth] local_login`` is on
+and the connection is loopback TCP (see :mod:`sysadmd.auth.local`): a guess like any
+other, whose check is the socket table instead of a password.
 """
 
 import base64
@@ -18,10 +22,16 @@ from twisted.internet import defer, task
 
 from sysadmd.auth import policy
 from sysadmd.auth.limits import CheckLimiter, ChecksBusy
+from sysadmd.auth.local import session_ends
 from sysadmd.protocol.envelope import RequestError
 from sysadmd.util.log import Logger
 
 CHALLENGE_SECONDS = 30.0
+# rpc/auth_ssl's test string: 144 random bytes as 192 URL-safe base64 characters. The
+# original Qt client writes the RSA block into a buffer twice the test string's length
+# (a 2048-bit key's 256-byte block overflows it below 128 characters), and PKCS#1 v1.5
+# signs at most 245 bytes with such a key.
+CHALLENGE_BYTES = 144
 FAILED = "Authentication failed."
 BANNED = "Too many failed logins from this address; try again later."
 BUSY = "Too many logins in progress; try again later."
@@ -34,13 +44,16 @@ class Authenticator:
     order; ``keys`` is a :class:`sysadmd.auth.keys_file.KeysFile` (or None);
     ``find_signer(keys, test_string, signature)`` picks the key that signed;
     ``limiter`` (a :class:`~sysadmd.auth.limits.CheckLimiter`, by default one with the
-    default bounds) runs the backends' password checks.
+    default bounds) runs the backends' password checks and local sign-in lookups;
+    ``local`` (a :class:`~sysadmd.auth.local.LocalLogin`, or None when ``[auth]
+    local_login`` is off) decides empty-password sign-ins on loopback connections.
     """
 
     log = Logger()
 
     def __init__(
-        self, clock, tokens, bans, backends, keys, find_signer, failure_delay, limiter=None
+        self, clock, tokens, bans, backends, keys, find_signer, failure_delay, limiter=None,
+        local=None,
     ):
         self._clock = clock
         self._tokens = tokens
@@ -50,6 +63,7 @@ class Authenticator:
         self._find_signer = find_signer
         self._failure_delay = failure_delay
         self.checks = limiter if limiter is not None else CheckLimiter()
+        self._local = local
         self.failures = 0
 
     CALLS = ("auth", "auth_token", "auth_ssl", "auth_clear")
@@ -122,10 +136,42 @@ class Authenticator:
 
     @defer.inlineCallbacks
     def auth(self, session, args):
-        """``{"username", "password"}`` -> ``[token, lifetime]``."""
+        """``{"username", "password"}`` -> ``[token, lifetime]``; an empty password is a
+        local sign-in where one is possible (see :meth:`_local_ends`)."""
+        ends = self._local_ends(session, args)
+        if ends is not None:
+            user, access, attempt = yield self._guess(
+                session, "local", self._local_check, ends, args["username"]
+            )
+            attempt.succeeded()
+            return self._grant(session, user, access, "local socket owner")
         user, access, attempt = yield self._guess(session, "password", self._password, args)
         attempt.succeeded()
         return self._grant(session, user, access, "password")
+
+    def _local_ends(self, session, args):
+        # A local sign-in: local_login on, a well-formed request with an empty password,
+        # and the session's own connection is loopback TCP. Anything else takes the
+        # password path, where an empty password is an ordinary failure.
+        if self._local is None or not isinstance(args, dict) or args.get("password") != "":
+            return None
+        username = args.get("username")
+        if not isinstance(username, str) or not username or len(username) > 256:
+            return None
+        return session_ends(session)
+
+    def _local_check(self, ends, username):
+        try:
+            checked = self.checks.run(self._local.check, ends, username)
+        except ChecksBusy:
+            raise RequestError(429, BUSY) from None
+        checked.addErrback(self._local_failed)
+        return checked.addCallback(lambda access: (username, access))
+
+    def _local_failed(self, failure):
+        # An unreadable socket table is a refusal (401), not an internal error.
+        self.log.failure("local sign-in lookup failed", failure)
+        return None
 
     def _password(self, args):
         if not isinstance(args, dict):
@@ -192,7 +238,7 @@ class Authenticator:
         -> ``[token, lifetime]``."""
         if args in (None, "", [], {}):
             self._check_ban(session)
-            test_string = secrets.token_urlsafe(36)
+            test_string = secrets.token_urlsafe(CHALLENGE_BYTES)
             session.challenge = (test_string, self._clock.seconds() + CHALLENGE_SECONDS)
             reply = {"test_string": test_string}
             if session.challenge_binding is not None:

@@ -113,6 +113,12 @@ def parse_openssh_line(line):
     return public_key, _openssh_line(public_key, comment)
 
 
+def clean_comment(text):
+    """``text`` as a key comment: one line, control characters and runs of blanks as
+    single spaces, without leading or trailing blanks."""
+    return " ".join("".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in text).split())
+
+
 def _openssh_line(public_key, comment):
     line = public_key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
@@ -197,17 +203,21 @@ class KeysFile:
         """Same as :meth:`load`: every registered key."""
         return list(self.load())
 
-    def add(self, user, key_bytes):
+    def add(self, user, key_bytes, comment=None):
         """Register the public key ``key_bytes`` (OpenSSH line or PEM) for ``user``.
 
-        Returns the new :class:`RegisteredKey`. Refuses a key already registered (for any
-        user: a key must name one user) and unsupported key types.
+        ``comment``, when given, replaces the key's own comment (one line; control
+        characters and runs of blanks become single spaces). Returns the new
+        :class:`RegisteredKey`. Refuses a key already registered (for any user: a key
+        must name one user) and unsupported key types.
         """
         try:
             validate_username(user)
             public_key, openssh_line = parse_public_key(key_bytes)
         except ValueError as error:
             raise KeysFileError(str(error)) from None
+        if comment is not None:
+            openssh_line = _openssh_line(public_key, clean_comment(comment))
         key = RegisteredKey(user, public_key, fingerprint(public_key), openssh_line)
 
         def edit(text):
@@ -223,12 +233,13 @@ class KeysFile:
 
         return self._store.update(edit)
 
-    def remove(self, fingerprint_or_user):
+    def remove(self, fingerprint_or_user, user=None):
         """Remove the key with this fingerprint (``SHA256:...``), or every key of this
-        user; return how many were removed."""
+        user; return how many were removed. With ``user``, a fingerprint's key is removed
+        only when it is that user's."""
         if fingerprint_or_user.startswith("SHA256:"):
             def matches(key):
-                return key.fingerprint == fingerprint_or_user
+                return key.fingerprint == fingerprint_or_user and user in (None, key.user)
         else:
             def matches(key):
                 return key.user == fingerprint_or_user

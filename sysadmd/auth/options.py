@@ -22,7 +22,19 @@ AUTH = {
     "full_groups": Option("wheel", words, "Groups whose members get full access (root always does)."),
     "limited_groups": Option("operator", words, "Groups whose members get limited (read-only) access."),
     "users_file": Option("", string, "Users file for the users backend (default <state_dir>/users)."),
-    "keys_file": Option("", string, "Public keys for rpc/auth_ssl (default <state_dir>/keys)."),
+    "keys_file": Option(
+        "",
+        string,
+        "Public keys for rpc/auth_ssl (default <state_dir>/keys); signed-in users add "
+        "and revoke their own with rpc/settings.",
+    ),
+    "local_login": Option(
+        "yes",
+        boolean,
+        "On a loopback TCP connection, rpc/auth with an empty password signs in the user "
+        "owning the client's socket (from the kernel's socket table) when the name is "
+        "theirs and they are root or in full_groups or limited_groups.",
+    ),
     "token_ttl": Option("900", number(1), "Seconds a token lives, extended on every request."),
     "max_failures": Option(
         "5",

@@ -8,6 +8,7 @@ from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.keys_file import KeysFile
 from sysadmd.auth.limits import CheckLimiter, CheckThreads
+from sysadmd.auth.local import LocalLogin
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.auth.users_file import UsersFile
@@ -65,7 +66,14 @@ def build_auth(reactor, config, errors):
                 )
             backends.append(UsersBackend(reactor, users, threadpool=threads.pool))
     keys = KeysFile(config.path("auth", "keys_file", "keys"))
+    local = None
+    if auth["local_login"]:
+        # The same group rules as the pam backend, whichever backends are configured.
+        local = LocalLogin(
+            reactor, auth["full_groups"], auth["limited_groups"], threadpool=threads.pool
+        )
     authenticator = Authenticator(
-        reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"], limiter
+        reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"], limiter,
+        local=local,
     )
     return tokens, bans, authenticator, threads

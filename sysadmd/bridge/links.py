@@ -1,4 +1,4 @@
-"""The daemon's links to the bridges of ``[bridge] connections``, and ``rpc/settings``.
+"""The daemon's links to the bridges of ``[bridge] connections``.
 
 Each bridge gets a ``ClientService`` that keeps one connection open, retrying with
 exponential backoff capped at 60 seconds. ``stopService`` closes every link (code 1001),
@@ -15,13 +15,10 @@ from twisted.application.service import Service
 from twisted.internet import defer, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-from sysadmd.auth import policy
 from sysadmd.auth.keys_file import KeysFile
-from sysadmd.bridge import wire
 from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
 from sysadmd.config import ConfigError
-from sysadmd.protocol.envelope import RequestError
 from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS, md5_key
 from sysadmd.util.log import Logger
 from sysadmd.util.services import OrderedService
@@ -109,20 +106,6 @@ def prepare_links(config, errors):
         except (OSError, ValueError) as e:
             errors.append(ConfigError(config.source, "bridge", "ca_file", f"cannot use {ca_file}: {e}"))
     return plan
-
-
-def register_settings(router, keys):
-    """``rpc/settings {"action": "list_ssl_checksums"}`` -> ``{"sha256_keys": [...]}``:
-    the fingerprints of the client keys this daemon accepts (what bridges ask)."""
-
-    def settings(session, args):
-        action = args.get("action") if isinstance(args, dict) else None
-        if action != "list_ssl_checksums":
-            raise RequestError(404, f"Unknown settings action {action!r} (known: list_ssl_checksums).")
-        return {wire.CHECKSUMS_KEY: accepted_fingerprints(keys)}
-
-    # The bridge asks this over its own link; a client may ask too.
-    router.register("rpc", "settings", settings, {"list_ssl_checksums": policy.LIMITED})
 
 
 def _endpoint(reactor, address, trust):

@@ -126,6 +126,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         settings = factory.settings
         self.channel = Channel(self, factory.parts, self.session_class)
         self.channel.dialect = choose_dialect(settings.dialect, self.origin)
+        # Local sign-in ([auth] local_login) finds the client's socket by these.
+        self.channel.session.socket_addresses = self.socket_addresses()
         outbound = self.channel.outbound
         # What Twisted buffers before pausing the producer counts against the bound.
         outbound.limit = max(
@@ -193,6 +195,10 @@ class SysadmServerProtocol(WebSocketServerProtocol):
     def end(self, ending):
         """Close the connection with the ending's code and reason."""
         self.close_with(ending.code, ending.reason)
+
+    def socket_addresses(self):
+        """``(getHost(), getPeer())`` of the client's connection."""
+        return (self.transport.getHost(), self.transport.getPeer())
 
     def sendCloseFrame(self, *args, **kwargs):
         """No event frame may follow a close frame (ours or our reply to the peer's)."""

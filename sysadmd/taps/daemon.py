@@ -7,7 +7,8 @@
 
 
 from sysadmd.auth.service import build_auth
-from sysadmd.bridge.links import BridgeLinksService, prepare_links, register_settings
+from sysadmd.auth.settings import KeySettings
+from sysadmd.bridge.links import BridgeLinksService, prepare_links
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
 from sysadmd.config import ConfigError, ConfigErrors, find_default_config
@@ -100,7 +101,7 @@ def build_service(options, reactor):
         reactor, ConnectionSettings.from_config(config), router, hub, tokens, bans
     )
     dispatcher = dispatcher_service.dispatcher
-    register_calls(router, authenticator, hub, dispatcher, bridges.keys)
+    register_calls(router, authenticator, hub, dispatcher, bridges.keys, reactor)
 
     top = DaemonService(reactor, config.source)
     # The dispatcher starts first and stops last, after connections and sources.
@@ -120,14 +121,15 @@ def build_service(options, reactor):
     return top
 
 
-def register_calls(router, authenticator, hub, dispatcher, bridge_keys):
+def register_calls(router, authenticator, hub, dispatcher, bridge_keys, reactor=None):
     """Every call the daemon answers, each with its access level (see the README's
     "Who may call what"; ``tests/architecture/test_access.py`` lists them)."""
     rpc_handlers.register(router)
     authenticator.register(router)
     event_handlers.register(router, hub)
     dispatcher_api.register(router, dispatcher)
-    register_settings(router, bridge_keys)
+    # rpc/settings edits the keys file in the reactor's threads (inline without one).
+    KeySettings(bridge_keys, reactor).register(router)
 
 
 def front_door(reactor, config, factory, authenticator, dispatcher=None):

@@ -58,6 +58,10 @@ class RestTransport:
     def end(self, ending):
         """Nothing to end: the channel lives for one request and has no timers."""
 
+    def socket_addresses(self):
+        """None: REST requests never sign in as their socket's owner."""
+        return None
+
 
 class RestGateway:
     """Turns HTTP requests into router calls, with the daemon's auth and policy."""

@@ -24,6 +24,10 @@ DAEMON = {
     "events/subscribe": "limited",
     "events/unsubscribe": "limited",
     "rpc/settings list_ssl_checksums": "limited",
+    # Limited users manage only their own keys (403 otherwise), checked by the handler.
+    "rpc/settings register_ssl_cert": "limited",
+    "rpc/settings list_ssl_certs": "limited",
+    "rpc/settings revoke_ssl_cert": "limited",
     "rpc/dispatcher list": "limited",
     "rpc/dispatcher log": "limited",
     "rpc/dispatcher history": "limited",

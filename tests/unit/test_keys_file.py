@@ -219,3 +219,22 @@ def test_changes_by_another_writer_are_seen(keys, private_keys):
     assert keys.load() == []
     KeysFile(keys.path).add("alice", _openssh(private_keys["ssh-ed25519"]))
     assert [key.user for key in keys.load()] == ["alice"]
+
+
+def test_a_given_comment_replaces_the_keys_own(keys, private_keys):
+    """add(comment=...) writes one clean line of comment, whatever the key carried."""
+    key = keys.add("alice", _openssh(private_keys["ssh-ed25519"], "old@host"), "Alice\n laptop\t<a@x>")
+    assert key.comment == "Alice laptop <a@x>"
+    [loaded] = keys.load()
+    assert loaded.comment == "Alice laptop <a@x>"
+    kept = keys.add("bob", _openssh(private_keys["ssh-rsa"], "bob@host"))
+    assert kept.comment == "bob@host"
+
+
+def test_remove_a_fingerprint_only_of_its_user(keys, private_keys):
+    """remove(fingerprint, user=...) leaves another user's key alone."""
+    key = keys.add("alice", _openssh(private_keys["ssh-ed25519"]))
+    assert keys.remove(key.fingerprint, user="bob") == 0
+    assert [k.user for k in keys.load()] == ["alice"]
+    assert keys.remove(key.fingerprint, user="alice") == 1
+    assert keys.load() == []
