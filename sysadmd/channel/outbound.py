@@ -47,7 +47,8 @@ class Outbound:
     ``overflow()`` is called once when a subscriber overflows in ``disconnect`` mode;
     ``paused_changed()``, when given, is called after every pause and resume (the
     connection stops reading from a peer that does not read); ``frame_event(event)``
-    frames a published event (by default the hub's shared frame).
+    frames a published event (by default the hub's shared frame). ``dialect`` is what the
+    client speaks (``SPEC`` until its channel says otherwise).
     """
 
     def __init__(self, write, prepare, limit, mode, overflow, paused_changed=None,
@@ -64,13 +65,29 @@ class Outbound:
         self.dropped = 0
         self.paused = False
         self.closed = False
+        self._dialect = SPEC
 
-    # What the client speaks: SPEC or ORIGINAL (set by its channel).
-    dialect = SPEC
+    @property
+    def dialect(self):
+        """What the client speaks: ``SPEC`` or ``ORIGINAL`` (set by its channel)."""
+        return self._dialect
+
+    @dialect.setter
+    def dialect(self, value):
+        self._dialect = value
+        # A spec queue keeps the plain send_event: no per-event test on the hub's
+        # hottest path, which runs once per subscriber for every event.
+        if value == ORIGINAL:
+            self.send_event = self._send_original_event
+        else:
+            self.__dict__.pop("send_event", None)
+
+    def _send_original_event(self, event):
+        Outbound.send_event(self, event.original)
 
     def send_frame(self, frame):
         """Send a reply or notice (never dropped)."""
-        if self.dialect == ORIGINAL:
+        if self._dialect == ORIGINAL:
             frame = original_frame(frame)
         self._push(self._prepare(envelope.encode(frame)))
 
@@ -83,9 +100,8 @@ class Outbound:
     direct = None
 
     def send_event(self, event):
-        """Send a published :class:`sysadmd.events.hub.Event` (may be dropped)."""
-        if self.dialect == ORIGINAL:
-            event = event.original
+        """Send a published :class:`sysadmd.events.hub.Event` (may be dropped); an
+        original-dialect queue sends its original form (see :attr:`dialect`)."""
         direct = self.direct
         if direct is not None and not self.paused and not self._queue:
             direct(event.prepared().payloadHybi)
@@ -125,7 +141,7 @@ class Outbound:
             self._write(prepared)
         if self.dropped and not self._queue and not self.paused and not self.closed:
             count, self.dropped = self.dropped, 0
-            notice = envelope.event("dropped", {"count": count}, EVENT_IDS[self.dialect])
+            notice = envelope.event("dropped", {"count": count}, EVENT_IDS[self._dialect])
             self._write(self._prepare(envelope.encode(notice)))
 
     def pauseProducing(self):

@@ -289,3 +289,14 @@ def test_life_preserver_original_messages_begin_with_the_log_lines_date():
     assert envelope.encode(args) == envelope.encode(dict(args))
     undated = map_line("Creating snapshot on tank/data").event
     assert type(undated) is dict and date_of("Creating snapshot") is None
+
+
+def test_a_spec_queue_keeps_the_plain_send_event():
+    """The hub's hottest path (once per subscriber and event) has no dialect test for
+    spec queues: only an original queue swaps in its own send_event, and back."""
+    queue = outbound(SPEC, [])
+    assert "send_event" not in vars(queue)
+    queue.dialect = ORIGINAL
+    assert "send_event" in vars(queue)
+    queue.dialect = SPEC
+    assert "send_event" not in vars(queue)
