@@ -39,16 +39,6 @@ class BridgePlan:
     trust: Any = None
 
 
-def accepted_fingerprints(keys):
-    """The SHA-256 fingerprints of the keys in the daemon's keys file (file order); an
-    unreadable file accepts none (and is logged)."""
-    try:
-        return [key.fingerprint for key in keys.load()]
-    except Exception:
-        log.failure("cannot read the keys file {path} for the bridges", path=keys.path)
-        return []
-
-
 def accepted_checksums(keys):
     """The ``list_ssl_checksums`` answer's args: the keys file's keys by ``SHA256:``
     fingerprint (``sha256_keys``) and by ``base64(md5(public key PEM))`` (``md5_keys``,
