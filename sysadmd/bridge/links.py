@@ -15,11 +15,12 @@ from twisted.application.service import Service
 from twisted.internet import defer, ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-from sysadmd.auth.keys_file import KeysFile
+from sysadmd.auth.keys_file import KeysFile, KeysFileError
+from sysadmd.auth.settings import checksums
 from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
 from sysadmd.config import ConfigError
-from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS, md5_key
+from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS
 from sysadmd.util.log import Logger
 from sysadmd.util.services import OrderedService
 
@@ -40,19 +41,14 @@ class BridgePlan:
 
 
 def accepted_checksums(keys):
-    """The ``list_ssl_checksums`` answer's args: the keys file's keys by ``SHA256:``
-    fingerprint (``sha256_keys``) and by ``base64(md5(public key PEM))`` (``md5_keys``,
-    what original bridges pair by), in file order; an unreadable file accepts none (and
-    is logged)."""
+    """The ``list_ssl_checksums`` answer's args, as ``rpc/settings`` gives it
+    (:func:`sysadmd.auth.settings.checksums`: ``sha256_keys`` and ``md5_keys``, what
+    original bridges pair by); an unreadable keys file accepts none (and is logged)."""
     try:
-        registered = keys.load()
-    except Exception:
+        return checksums(keys)
+    except (KeysFileError, OSError):
         log.failure("cannot read the keys file {path} for the bridges", path=keys.path)
-        registered = []
-    return {
-        SHA256_KEYS: [key.fingerprint for key in registered],
-        MD5_KEYS: [md5_key(key.public_key) for key in registered],
-    }
+        return {SHA256_KEYS: [], MD5_KEYS: []}
 
 
 def _load_trust(path):
