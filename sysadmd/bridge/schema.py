@@ -19,7 +19,7 @@ _USED = {
         "listen", "state_dir", "max_message_bytes", "idle_timeout", "ping_interval",
         "handshake_timeout", "max_connections_per_ip", "max_inflight_requests",
         "allowed_origins", "allowed_hosts", "tls_cert", "tls_key", "tls_generate",
-        "reserved_descriptors",
+        "reserved_descriptors", "dialect",
     },
     "auth": {
         "keys_file", "max_failures", "failure_window", "ban_seconds", "ban_loopback",
