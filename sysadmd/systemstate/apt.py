@@ -29,8 +29,9 @@ from sysadmd.systemstate.updates import (
     UpdateCheckFailed,
     package_lines,
     plural,
+    refresh_lists,
 )
-from sysadmd.util.commands import CommandError, RepeatedFailure
+from sysadmd.util.commands import RepeatedFailure
 from sysadmd.util.log import Logger
 
 REBOOT_REQUIRED_FILE = "/var/run/reboot-required"
@@ -144,22 +145,7 @@ class AptBackend:
         return d
 
     def _refresh(self, run):
-        """``apt-get update``; a failure is logged and noted, and the check goes on
-        with the lists as they are. Fires with the note (or None)."""
-        argv = [self.apt_get, "-q", "update"]
-
-        def ran(result):
-            if result.exit_code != 0:
-                raise CommandError(argv, f"exit code {result.exit_code}: "
-                                         f"{result.first_error_line() or 'no output'}")
-            self._refresh_failures.succeeded()
-
-        def failed(failure):
-            failure.trap(CommandError)
-            self._refresh_failures.failed(failure.value)
-            return f"The package lists could not be refreshed ({failure.value})."
-
-        return run(argv).addCallback(ran).addErrback(failed)
+        return refresh_lists(run, [self.apt_get, "-q", "update"], self._refresh_failures, "The package lists")
 
     def _read(self, result, note):
         if result.exit_code != 0:

@@ -28,6 +28,7 @@ from sysadmd.systemstate.updates import (
     UpdateCheckFailed,
     package_lines,
     plural,
+    refresh_lists,
 )
 from sysadmd.util.commands import CommandError, RepeatedFailure
 from sysadmd.util.log import Logger
@@ -136,20 +137,7 @@ class PkgBackend:
         return run(argv).addCallback(ran).addErrback(failed)
 
     def _refresh(self, run):
-        argv = [self.pkg, "update", "-q"]
-
-        def ran(result):
-            if result.exit_code != 0:
-                raise CommandError(argv, f"exit code {result.exit_code}: "
-                                         f"{result.first_error_line() or 'no output'}")
-            self._refresh_failures.succeeded()
-
-        def failed(failure):
-            failure.trap(CommandError)
-            self._refresh_failures.failed(failure.value)
-            return f"The package catalogue could not be updated ({failure.value})."
-
-        return run(argv).addCallback(ran).addErrback(failed)
+        return refresh_lists(run, [self.pkg, "update", "-q"], self._refresh_failures, "The package catalogue")
 
     def _read(self, result, reboot, note):
         plan = parse_upgrade(result.stdout + "\n" + result.stderr)

@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 from zope.interface import Attribute, Interface, implementer
 
+from sysadmd.util.commands import CommandError
+
 NO_UPDATES = "noupdates"
 UPDATES_AVAILABLE = "updatesavailable"
 REBOOT_REQUIRED = "rebootrequired"
@@ -87,6 +89,26 @@ def package_lines(header, lines, limit=MAX_PACKAGE_LINES):
 def plural(count, word):
     """``3 packages``, ``1 package``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def refresh_lists(run, argv, failures, what):
+    """Run ``argv`` (apt-get update, pkg update) before a check: a failure is recorded in
+    ``failures`` (a :class:`sysadmd.util.commands.RepeatedFailure`) and becomes a note
+    naming ``what``, and the check goes on with the lists as they are. Fires with the
+    note, or None."""
+
+    def ran(result):
+        if result.exit_code != 0:
+            raise CommandError(argv, f"exit code {result.exit_code}: "
+                                     f"{result.first_error_line() or 'no output'}")
+        failures.succeeded()
+
+    def failed(failure):
+        failure.trap(CommandError)
+        failures.failed(failure.value)
+        return f"{what} could not be refreshed ({failure.value})."
+
+    return run(argv).addCallback(ran).addErrback(failed)
 
 
 def split_command(text):
