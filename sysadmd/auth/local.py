@@ -42,7 +42,7 @@ def session_ends(session):
     None. A direct WebSocket connection's session carries its ``socket_addresses``
     (set by :class:`sysadmd.server.protocol.SysadmServerProtocol`); other sessions have
     none."""
-    return loopback_ends(getattr(session, "socket_addresses", None))
+    return loopback_ends(session.socket_addresses)
 
 
 class LocalLogin:

@@ -36,6 +36,9 @@ class Session:
         # a relayed client's binds it to this server's key and its relayed connection.
         # Provides text(test_string) -> the string to sign, describe() -> stage-1 extras.
         self.challenge_binding = None
+        # (local, peer) addresses of a direct connection's socket, for local sign-in;
+        # None for REST and relayed clients (see IChannelTransport.socket_addresses).
+        self.socket_addresses = None
         self._expiry_call = None
 
     @property

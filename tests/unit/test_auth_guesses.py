@@ -54,6 +54,7 @@ class FakeSession:
         self.key_fingerprint = None
         self.challenge = None
         self.challenge_binding = None
+        self.socket_addresses = None
 
     def sign_in(self, grant, key_fingerprint=None):
         self.grant = grant

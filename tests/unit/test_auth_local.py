@@ -42,7 +42,6 @@ def test_only_loopback_tcp_connections_have_ends():
 
 def test_sessions_without_their_own_socket_have_no_ends():
     """Relayed and REST sessions carry no socket addresses."""
-    assert session_ends(SimpleNamespace()) is None
     assert session_ends(SimpleNamespace(socket_addresses=None)) is None
     assert session_ends(SimpleNamespace(socket_addresses=(SERVER, CLIENT))) == ENDS
 
