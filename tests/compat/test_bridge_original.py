@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 from tests.integration.bridge_harness import BridgeDaemon, add_key, export_key
 from tests.integration.conftest import install_ticker
 from tests.integration.harness import BASE_CONFIG, Daemon
+from tests.original_rsa import rsa_private_encrypt
 
 QT_ORIGIN = "sysadm-client"
 SERVER_ORIGIN = "sysadm-server"
@@ -35,17 +36,6 @@ EVENT_ID = "sysadm-client-event-auto"
 def qt_json(obj):
     """A message as the Qt client writes it: compact, keys sorted (QJsonObject's order)."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
-
-
-def rsa_private_encrypt(key, data):
-    """OpenSSL's RSA_private_encrypt(..., RSA_PKCS1_PADDING): what the Qt client's
-    SSL_Encode_String and an original server's bridge sign-in send (before base64)."""
-    numbers = key.private_numbers()
-    n, d = numbers.public_numbers.n, numbers.d
-    size = (n.bit_length() + 7) // 8
-    assert len(data) <= size - 11
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
 
 
 def pem(key):

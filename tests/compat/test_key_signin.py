@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.integration.harness import ADMIN, Client
+from tests.original_rsa import rsa_private_encrypt
 
 ORIGIN = "sysadm-client"
 AUTH_ID = "sysadm-client-auth-auto"
@@ -37,18 +38,6 @@ def public_pem(key):
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def rsa_private_encrypt(key, data):
-    """OpenSSL's ``RSA_private_encrypt(len, data, out, rsa, RSA_PKCS1_PADDING)`` with
-    ``cryptography``'s raw RSA numbers: the data in a type-1 padded block, raised to the
-    private exponent (no digest, no DigestInfo)."""
-    numbers = key.private_numbers()
-    n, d = numbers.public_numbers.n, numbers.d
-    size = (n.bit_length() + 7) // 8
-    assert len(data) <= size - 11, "PKCS#1 v1.5 signs at most 245 bytes with 2048 bits"
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
 
 
 def openssl_private_encrypt(key, data, tmp_path):

@@ -14,13 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from tests.integration.harness import ADMIN, Client
 from tests.integration.test_auth import (  # noqa: F401 (system_user is a fixture)
     FAILED,
+    assert_full_access,
+    assert_limited_access,
     config,
     expect_error,
     granted,
-    assert_full_access,
-    assert_limited_access,
     system_user,
 )
+from tests.original_rsa import rsa_private_encrypt
 
 _RSA_KEY = None
 
@@ -57,18 +58,6 @@ def register(daemon, user, key, pem=False):
     )
     assert result.stdout.startswith("SHA256:"), result.stdout
     return result.stdout.strip()
-
-
-def rsa_private_encrypt(key, data):
-    """OpenSSL's ``RSA_private_encrypt(..., RSA_PKCS1_PADDING)``, as the original SysAdm
-    clients send it: the raw data in a type-1 padded block, raised to the private
-    exponent."""
-    numbers = key.private_numbers()
-    n, d = numbers.public_numbers.n, numbers.d
-    size = (n.bit_length() + 7) // 8
-    assert len(data) <= size - 11
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
 
 
 def sign(key, test_string, form=None):

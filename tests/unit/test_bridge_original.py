@@ -12,7 +12,7 @@ import pytest
 from autobahn.websocket.protocol import PreparedMessage
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from twisted.internet import defer, task
+from twisted.internet import task
 
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
@@ -32,6 +32,8 @@ from sysadmd.events.hub import EventHub
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.protocol.keydigests import md5_key
 from sysadmd.rpc import handlers as rpc_handlers
+from tests.original_rsa import rsa_private_encrypt
+from tests.unit.test_bridge_binding import KeyUsers
 from tests.unit.test_bridge_registry import Announcements
 
 SERVER_FP = "SHA256:" + "S" * 43
@@ -58,27 +60,6 @@ def qt_md5(key):
     )
     assert pem.startswith(b"-----BEGIN PUBLIC KEY-----\n") and pem.endswith(b"-----END PUBLIC KEY-----\n")
     return base64.b64encode(hashlib.md5(pem).digest()).decode()
-
-
-def textbook_private_encrypt(key, data):
-    """RSA_private_encrypt(RSA_PKCS1_PADDING) without blinding or CRT."""
-    numbers = key.private_numbers()
-    n, d = numbers.public_numbers.n, numbers.d
-    size = (n.bit_length() + 7) // 8
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
-
-
-class KeyUsers:
-    """Every registered key's user has full access."""
-
-    name = "keys"
-
-    def authenticate(self, username, password):
-        return defer.succeed(None)
-
-    def role_of(self, username):
-        return defer.succeed("full")
 
 
 class Link:
@@ -135,7 +116,7 @@ class Link:
         text = base64.b64decode(stage1["args"]["test_string"]).decode("latin-1")
         new_key = base64.b64decode(stage1["args"]["new_ssl_key"])
         assert b" PUBLIC KEY--" in new_key  # what makes the Qt client switch to base64
-        signature = textbook_private_encrypt(key, text.encode("latin-1"))
+        signature = rsa_private_encrypt(key, text.encode("latin-1"))
         self.send(base64.b64encode(json.dumps({
             "args": {"encrypted_string": base64.b64encode(signature).decode()},
             "id": "sysadm-client-auth-auto", "name": "auth_ssl", "namespace": "rpc",
@@ -150,7 +131,7 @@ def test_rsa_private_encrypt_is_openssls_and_verifies():
     key = rsa_key()
     data = b"test string from a bridge"
     signature = original.rsa_private_encrypt(key, data)
-    assert signature == textbook_private_encrypt(key, data)
+    assert signature == rsa_private_encrypt(key, data)
     assert key.public_key().recover_data_from_signature(signature, padding.PKCS1v15(), None) == data
     with pytest.raises(ValueError):
         original.rsa_private_encrypt(key, b"x" * 246)
@@ -161,7 +142,7 @@ def test_the_link_signs_raw_rsa_for_an_rsa_bridge_key_and_the_usual_form_otherwi
     the test string; an Ed25519 key signs as before. Both verify at a sysadmd bridge."""
     key = rsa_key()
     signature = original.sign_for_bridge(key, "challenge-123")
-    assert signature == textbook_private_encrypt(key, b"challenge-123")
+    assert signature == rsa_private_encrypt(key, b"challenge-123")
     assert verify_challenge(key.public_key(), "challenge-123", signature)
     other = ed25519.Ed25519PrivateKey.generate()
     signature = original.sign_for_bridge(other, "challenge-123")
@@ -298,7 +279,7 @@ def test_a_bound_stage_1_after_the_original_one_requires_a_bound_signature(tmp_p
     [encoded] = link.take()
     stage1 = json.loads(base64.b64decode(encoded))
     assert "bind" in stage1["args"]
-    signature = textbook_private_encrypt(key, stage1["args"]["test_string"].encode())
+    signature = rsa_private_encrypt(key, stage1["args"]["test_string"].encode())
     link.send({"args": {"encrypted_string": base64.b64encode(signature).decode()}, "id": "c",
                "name": "auth_ssl", "namespace": "rpc"})
     [encoded] = link.take()

@@ -17,20 +17,14 @@ from sysadmd.protocol.dialect import (
     original_frame,
 )
 from sysadmd.protocol.framing import prepare_text
-from sysadmd.server.browser import BrowserRules, hide_application_origin, is_application_origin
+from sysadmd.server.browser import (
+    BrowserRules,
+    hide_application_origin,
+    is_application_origin,
+)
+from tests.unit.test_hub import SpyPrepare, prepare  # noqa: F401 (prepare is a fixture)
 from tests.unit.test_protocol import Daemon
 from tests.unit.wsfake import parse_frames
-
-
-class SpyPrepare:
-    """A prepare function that records every payload it frames."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, payload):
-        self.calls.append(payload)
-        return prepare_text(payload)
 
 
 def outbound(dialect, written):
@@ -73,11 +67,6 @@ def test_original_error_frames_carry_the_code_as_a_string():
 
 
 # The hub: one spec encoding, the original form only on demand, once
-
-
-@pytest.fixture
-def prepare():
-    return SpyPrepare()
 
 
 @pytest.fixture

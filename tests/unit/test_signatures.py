@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from sysadmd.auth.keys_file import RegisteredKey, fingerprint
 from sysadmd.auth.signatures import find_signer, verify_challenge
+from tests.original_rsa import rsa_private_encrypt
 
 TEST_STRING = "c2b1e0d4-ab12 t\u00e9st \u2713"
 
@@ -35,16 +36,6 @@ def sign(kind, private_key, text):
     if kind in _EC_HASHES:
         return private_key.sign(data, ec.ECDSA(_EC_HASHES[kind]()))
     return private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
-
-def rsa_private_encrypt(private_key, data):
-    """OpenSSL's RSA_private_encrypt with RSA_PKCS1_PADDING, done by hand: a type-1
-    padded block (00 01 FF.. 00 data) raised to the private exponent."""
-    numbers = private_key.private_numbers()
-    n, d = numbers.public_numbers.n, numbers.d
-    size = (n.bit_length() + 7) // 8
-    block = b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
-    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
 
 
 KINDS = ["ed25519", "p256", "p384", "p521", "rsa"]

@@ -14,8 +14,13 @@ from sysadmd.systemstate.apt import AptBackend
 from sysadmd.systemstate.rules import Thresholds, build_state
 from sysadmd.systemstate.updates import CommandBackend
 from sysadmd.taps.sections import load_daemon_config
-from tests.unit.process_fakes import FakeProcessReactor, answer, hang
-from tests.unit.test_systemstate_source import FakeZfs, Published, settle
+from tests.unit.process_fakes import answer, hang
+from tests.unit.test_systemstate_source import (  # noqa: F401 (clocked, fake: fixtures)
+    Published,
+    clocked,
+    fake,
+    settle,
+)
 
 
 class FakeCheck:
@@ -49,16 +54,6 @@ class FakeCheck:
         waiting, self.waiting = self.waiting, []
         for process in waiting:
             answer(*self.answer)(process)
-
-
-@pytest.fixture
-def clocked():
-    return FakeProcessReactor()
-
-
-@pytest.fixture
-def fake(tmp_path, clocked):
-    return FakeZfs(tmp_path, clocked)
 
 
 @pytest.fixture
