@@ -4,13 +4,16 @@ Qt client's exact ``auth`` with an empty password. The daemon finds the socket's
 the kernel's socket table: the right user is signed in with the right access, and every
 other case is the ordinary 401."""
 
+import atexit
+import functools
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 
-import pytest
 import websockets
 
 from tests.integration.harness import BASE_CONFIG
@@ -53,28 +56,45 @@ print(post("/rpc/auth", {"username": user, "password": ""}, {}))
 """
 
 
+@functools.lru_cache(maxsize=None)
+def _readable_packages():
+    """A copy of the ``websockets`` package in a directory every account can read: the
+    checkout (and its venv) may sit where other users cannot enter, e.g. a clone in a
+    0700 temporary directory."""
+    directory = tempfile.mkdtemp(prefix="sysadmd-compat-")
+    atexit.register(shutil.rmtree, directory, True)
+    shutil.copytree(os.path.dirname(websockets.__file__), os.path.join(directory, "websockets"))
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, 0o755)
+        for file in files:
+            os.chmod(os.path.join(root, file), 0o644)
+    return directory
+
+
 def _python_for(name):
     """``(argv0, env)`` of a Python the account ``name`` can run with ``websockets``: the
     venv's own when the account can reach it, else the system's python3.X of the same
-    version with the venv's packages on PYTHONPATH (the venv's interpreter may live in a
-    home directory others cannot enter)."""
-    packages = os.path.dirname(os.path.dirname(websockets.__file__))
+    version with a readable copy of ``websockets`` on PYTHONPATH (the venv's interpreter
+    may live in a home directory others cannot enter)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     base_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/"}
+    tried = []
     for python, env in (
         (sys.executable, base_env),
-        (f"/usr/bin/{version}", dict(base_env, PYTHONPATH=packages)),
-        (f"/usr/local/bin/{version}", dict(base_env, PYTHONPATH=packages)),
+        (f"/usr/bin/{version}", dict(base_env, PYTHONPATH=_readable_packages())),
+        (f"/usr/local/bin/{version}", dict(base_env, PYTHONPATH=_readable_packages())),
     ):
         if not os.path.exists(python):
             continue
         try:
             probe = _run_as(name, [python, "-c", "import websockets.sync.client"], env, check=False)
         except PermissionError:
-            continue  # exec refused: the account cannot reach this interpreter
+            tried.append(f"{python}: not executable by {name}")
+            continue
         if probe.returncode == 0:
             return python, env
-    pytest.skip(f"no Python with websockets that user {name} can run")
+        tried.append(f"{python}: {probe.stderr.strip()[-200:]}")
+    raise AssertionError(f"no Python with websockets that user {name} can run: {tried}")
 
 
 def _run_as(name, argv, env, check=True):
