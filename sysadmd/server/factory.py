@@ -12,6 +12,7 @@ from sysadmd.channel.channel import ChannelParts
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.server.admission import Admission
 from sysadmd.server.browser import BrowserRules
+from sysadmd.server.eager import WriteTurns
 from sysadmd.server.protocol import CLOSE_GOING_AWAY, SysadmServerProtocol
 from sysadmd.util.log import Logger
 
@@ -52,6 +53,7 @@ class SysadmServerFactory(WebSocketServerFactory):
         self.tokens = tokens
         self.bans = bans
         self.parts = ChannelParts(settings, router, tokens, hub, reactor)
+        self.write_turns = WriteTurns(reactor)
         self.setProtocolOptions(
             maxMessagePayloadSize=settings.max_message_bytes,
             maxFramePayloadSize=settings.max_message_bytes,

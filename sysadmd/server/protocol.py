@@ -38,6 +38,7 @@ from sysadmd.protocol.dialect import choose as choose_dialect
 from sysadmd.protocol.framing import prepare_message
 from sysadmd.server.admission import AT_CAP, FULL, HEALTH
 from sysadmd.server.browser import hide_application_origin
+from sysadmd.server.eager import eager_writer
 from sysadmd.util.log import Logger
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
@@ -61,6 +62,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
     # kept from Autobahn (see processHandshake).
     origin = None
     application_origin = None
+    # Writes frames to the socket (sysadmd.server.eager), set when the connection opens.
+    _write_frame = None
 
     def connectionMade(self):
         """Count the connection against its address before the handshake."""
@@ -124,6 +127,8 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         """Start the client's channel with pre-authentication limits."""
         factory = self.factory
         settings = factory.settings
+        # Frames leave at once when nothing is buffered (see sysadmd.server.eager).
+        self._write_frame = eager_writer(self.transport, factory.write_turns)
         self.channel = Channel(self, factory.parts, self.session_class)
         self.channel.dialect = choose_dialect(settings.dialect, self.origin)
         # Local sign-in ([auth] local_login) finds the client's socket by these.
@@ -137,7 +142,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         self.transport.registerProducer(outbound, True)
         if self._perMessageCompress is None:
             # Shared frames can go straight to the socket (see write).
-            outbound.direct = self.transport.write
+            outbound.direct = self._write_frame
         self.channel.open(require_auth=not settings.conformance_echo)
         factory.opened(self)
         self._log.info("client connected from {peer}", peer=self.peer_host,
@@ -173,7 +178,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
             # Autobahn's sendPreparedMessage -> sendData formats a debug log line
             # (hltype/hlval) on every call, which costs more than the write itself.
             if self._perMessageCompress is None and not self.send_queue:
-                self.transport.write(prepared.payloadHybi)
+                self._write_frame(prepared.payloadHybi)
             else:
                 self.sendPreparedMessage(prepared)
 
@@ -204,6 +209,10 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         """No event frame may follow a close frame (ours or our reply to the peer's)."""
         if self.channel is not None:
             self.channel.outbound.direct = None
+        # Frames corked this turn go before it (sysadmd.server.eager).
+        flush = getattr(self._write_frame, "flush", None)
+        if flush is not None:
+            flush()
         return super().sendCloseFrame(*args, **kwargs)
 
     def close_with(self, code, reason):

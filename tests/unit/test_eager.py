@@ -234,7 +234,6 @@ def test_corked_frames_leave_at_once_on_flush_or_past_buffer_size(pair):
     assert calls == [1, 2, 1 + len(big)]
 
 
-@pytest.mark.xfail(strict=True, reason="eager.py corks a first frame whatever its size")
 def test_a_frame_past_buffer_size_is_never_corked(pair):
     """Corked bytes stay within bufferSize, as eager.py says: a bigger frame leaves at once."""
     writer = _writer(pair.transport)
