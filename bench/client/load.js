@@ -83,6 +83,13 @@ class Histogram {
     }
     return this.max;
   }
+  // The non-empty buckets, [[index, count], ...]: bench/loadclient.py merges the
+  // histograms of several client processes (and rounds) with them.
+  buckets() {
+    const out = [];
+    for (let i = 0; i < this.counts.length; i++) if (this.counts[i]) out.push([i, this.counts[i]]);
+    return out;
+  }
   summary() {
     const ms = (v) => (v === null ? null : Math.round(v) / 1000);
     return {
@@ -291,7 +298,7 @@ class Client {
       delivered, rate: delivered / active,
       per_subscriber_min: Math.min(...per), per_subscriber_max: Math.max(...per),
       dropped: subs.reduce((a, s) => a + s.dropped, 0) - droppedBefore,
-      latency: this.hist.summary(),
+      latency: this.hist.summary(), buckets: this.hist.buckets(),
       client_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
       errors: this.errors, closed: this.closed,
     };

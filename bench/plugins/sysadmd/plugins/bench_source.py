@@ -8,7 +8,9 @@ PYTHONPATH (this directory has no ``__init__.py``). Every event is shaped like a
      "hostnamechanged": "false", "zpools": {"<pool>": {...}, ...}, "priority": "..."}
 
 ``t`` is CLOCK_MONOTONIC, the clock Node's ``process.hrtime`` reads too, so a load client
-on the same machine gets the delivery latency by subtraction.
+on the same machine gets the delivery latency by subtraction. Published at a rate, ``t``
+is when the event was due on the schedule (the run's start plus ``k / rate``), so time
+spent behind schedule counts; at saturation it is the moment of publishing.
 
 Pacing (the same :class:`Pacer` drives the bench/baselines servers, so every server
 publishes the same events on the same schedule):
@@ -58,11 +60,11 @@ _POOL = {
 }
 
 
-def event_args(n, pools):
-    """One event's args: a system_state event with ``t`` and ``n`` first (the load
-    client reads ``t`` at a fixed offset without parsing the whole frame)."""
+def event_args(n, pools, t=None):
+    """One event's args: a system_state event with ``t`` (default: now) and ``n`` first
+    (the load client reads ``t`` at a fixed offset without parsing the whole frame)."""
     return {
-        "t": time.monotonic_ns(),
+        "t": time.monotonic_ns() if t is None else t,
         "n": n,
         "hostname": "bench-host.example.org",
         "hostnamechanged": "false",
@@ -100,6 +102,7 @@ class Pacer:
             "pools": int(s["pools"]),
             "end": self._reactor.seconds() + s["duration"] if s["duration"] > 0 else None,
             "start": self._reactor.seconds(),
+            "start_ns": time.monotonic_ns(),
             "sent": 0,
         }
         self.log.info(
@@ -131,8 +134,15 @@ class Pacer:
         if run["count"]:
             n = min(n, run["count"] - run["sent"])
         publish, pools, first = self._publish, run["pools"], self.published + 1
-        for i in range(first, first + n):
-            publish(event_args(i, pools))
+        if run["rate"] > 0:
+            # Stamped with when each event was due, not when it went out: a server that
+            # falls behind its schedule shows it in the latency (no coordinated omission).
+            start_ns, step, sent = run["start_ns"], 1e9 / run["rate"], run["sent"]
+            for k, i in enumerate(range(first, first + n)):
+                publish(event_args(i, pools, start_ns + int((sent + k) * step)))
+        else:
+            for i in range(first, first + n):
+                publish(event_args(i, pools))
         self.published += max(n, 0)
         run["sent"] += max(n, 0)
         if run["count"] and run["sent"] >= run["count"]:
