@@ -26,6 +26,7 @@ from sysadmd.bridge import wire
 from sysadmd.bridge.original import bridge_public_pem, sign_for_bridge
 from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.protocol import envelope
+from sysadmd.server.eager import no_delay
 from sysadmd.server.protocol import CLOSE_GOING_AWAY
 from sysadmd.util.log import Logger
 
@@ -82,6 +83,7 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
     def connectionMade(self):
         """Prepare the Deferred that :meth:`going_away` returns."""
         self.lost = defer.Deferred()
+        no_delay(self.transport)
         super().connectionMade()
 
     def onOpen(self):

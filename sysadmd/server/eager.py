@@ -53,6 +53,26 @@ class WriteTurns:
             writer.flush()
 
 
+def no_delay(transport):
+    """Turn Nagle's algorithm off on the TCP connection under ``transport`` (through a TLS
+    layer too); True when done.
+
+    Autobahn's Twisted protocols try this in ``connectionMade``, but read their
+    ``tcpNoDelay`` option before copying it from the factory, so the attempt fails and is
+    swallowed: every Autobahn connection keeps Nagle on. With eager writes a small frame
+    then waits for the ACK of the previous one, and a peer's delayed ACK costs up to 40 ms.
+    """
+    while transport is not None:
+        if isinstance(transport, tcp.Connection):
+            try:
+                transport.setTcpNoDelay(True)
+                return True
+            except OSError:
+                return False
+        transport = getattr(transport, "transport", None)  # a wrapper: TLS, a policy
+    return False
+
+
 def eager_writer(transport, turns):
     """The fastest correct ``write(data)`` for ``transport``: an :class:`EagerWriter` for
     a plain TCP connection (not TLS, whose bytes must go through its own layer), its own

@@ -38,7 +38,7 @@ from sysadmd.protocol.dialect import choose as choose_dialect
 from sysadmd.protocol.framing import prepare_message
 from sysadmd.server.admission import AT_CAP, FULL, HEALTH
 from sysadmd.server.browser import hide_application_origin
-from sysadmd.server.eager import eager_writer
+from sysadmd.server.eager import eager_writer, no_delay
 from sysadmd.util.log import Logger
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "CLOSE_POLICY", "SysadmServerProtocol"]
@@ -73,6 +73,7 @@ class SysadmServerProtocol(WebSocketServerProtocol):
         if self.ticket is None:
             self.ticket = self.factory.admission.admit(self.peer_host)
         self.factory.connection_made(self)
+        no_delay(self.transport)
         super().connectionMade()
         if self.ticket is None:
             self.transport.abortConnection()

@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
-from sysadmd.server.eager import EagerWriter, WriteTurns, eager_writer
+from sysadmd.server.eager import EagerWriter, WriteTurns, eager_writer, no_delay
 from sysadmd.server.tls import ensure_certificate
 
 TIMEOUT = 5  # seconds the peer's socket, or a wait for bytes, may take
@@ -318,3 +318,55 @@ def test_send_error_hands_everything_to_the_transport(pair, error):
     assert pair.transport in reactor.getWriters()
     received = yield _receive(pair.peer, len(b"payload"))
     assert received == b"payload"
+
+
+def _nodelay(transport):
+    """TCP_NODELAY of the socket under ``transport``."""
+    while not isinstance(transport, tcp.Connection):
+        transport = transport.transport
+    return transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_no_delay_turns_nagle_off(pair):
+    """A plain TCP connection starts with Nagle on; no_delay turns it off."""
+    assert _nodelay(pair.transport) == 0
+    assert no_delay(pair.transport) is True
+    assert _nodelay(pair.transport) != 0
+
+
+def test_no_delay_through_tls(tls_pair):
+    """Under a TLS layer, no_delay finds the TCP connection and turns Nagle off there."""
+    assert isinstance(tls_pair.transport, TLSMemoryBIOProtocol)
+    assert _nodelay(tls_pair.transport) == 0
+    assert no_delay(tls_pair.transport) is True
+    assert _nodelay(tls_pair.transport) != 0
+
+
+def test_no_delay_without_tcp():
+    """A transport with no TCP connection under it is left alone."""
+    assert no_delay(StringTransport()) is False
+
+
+@pytest_twisted.inlineCallbacks
+def test_daemon_connections_have_nagle_off(cleanups):
+    """The daemon's own protocol turns Nagle off on a real connection (Autobahn means to
+    and does not: tcpNoDelay is read before it is copied from the factory)."""
+    from tests.unit.test_protocol import Daemon
+
+    port = reactor.listenTCP(0, Daemon().factory, interface="127.0.0.1")
+    cleanups.append(port.stopListening)
+    peer = socket.socket()
+    cleanups.append(peer.close)
+    peer.setblocking(False)
+    peer.connect_ex(("127.0.0.1", port.getHost().port))
+    local = None
+    for _ in range(200):
+        yield task.deferLater(reactor, 0.01, lambda: None)
+        local = local or peer.getsockname()[1]
+        servers = [r for r in reactor.getReaders()
+                   if isinstance(r, tcp.Server) and r.getPeer().port == local]
+        if servers:
+            break
+    [server] = servers
+    cleanups.append(server.abortConnection)
+    assert _nodelay(server) != 0
