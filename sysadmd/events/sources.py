@@ -83,7 +83,8 @@ class SourcesService(Service):
         try:
             source = factory.build(context)
             verifyObject(IEventSource, source)
-            self._hub.add_source(source.name, source.frame_name, bool(source.replay_last))
+            self._hub.add_source(source.name, source.frame_name, bool(source.replay_last),
+                                 getattr(source, "snapshot", None))
         except Invalid as e:
             self.log.error(
                 "event source {source} disabled: {problem}", source=name, problem=str(e).strip()

@@ -1,0 +1,190 @@
+"""Each source's recent events, numbered, kept in memory and on disk.
+
+A source's log has an *epoch* (a random name, new only when the log is lost or reset)
+and numbers its events 1, 2, 3, ... (``seq``). It keeps the newest events within
+``retain_events``, ``retain_seconds`` and ``retain_bytes``, so that a client that lost
+its connection can be sent what it missed (:mod:`sysadmd.events.resume`).
+
+On disk (``<state_dir>/events/<source>.log``) it is one header line and one line per
+event, appended with a single ``write`` before the event is sent to anyone: a daemon
+killed at any moment restarts with every event a client may have seen, so a number is
+never given twice to different events. A torn last line (killed mid-write) is cut off at
+start; a header that cannot be read means the log is lost, and a new epoch begins. The
+file is rewritten (atomically) once most of it holds expired events.
+"""
+
+import collections
+import os
+import re
+import secrets
+import time
+
+from sysadmd.util.files import atomic_write, make_private_dirs
+from sysadmd.util.log import Logger
+
+log = Logger()
+
+MAGIC = b"sysadmd-events 1 "  # then the epoch and the seq before the file's first entry
+ENTRY_OVERHEAD = 120  # bytes of memory an entry costs beyond its payload (tuple, ints)
+_EPOCH = re.compile(rb"[0-9a-f]{16}")
+
+
+class SystemClock:
+    """The wall clock, for a hub built without a reactor (tests, tools)."""
+
+    seconds = staticmethod(time.time)
+
+
+def new_epoch():
+    """A fresh epoch name."""
+    return secrets.token_hex(8)
+
+
+class SourceLog:
+    """One source's numbered events (``path`` None: in memory only).
+
+    ``entries`` holds ``(seq, time, payload)`` oldest first; ``head`` is the newest seq
+    (0 before the first event)."""
+
+    def __init__(self, name, path, clock, retain_events, retain_seconds, retain_bytes):
+        self.name = name
+        self._path = path
+        self._clock = clock
+        self.retain_events = retain_events
+        self.retain_seconds = retain_seconds
+        self.retain_bytes = retain_bytes
+        self.entries = collections.deque()
+        self.bytes = 0
+        self.head = 0
+        self.epoch = None
+        self._fd = None
+        self._file_entries = 0
+        if path is None:
+            self.epoch = new_epoch()
+        else:
+            self._open()
+
+    @property
+    def first_available(self):
+        """The oldest retained seq (head + 1 when none is)."""
+        return self.entries[0][0] if self.entries else self.head + 1
+
+    def append(self, seq, payload):
+        """Keep event ``seq`` (== head + 1) with its frame ``payload``; on disk first."""
+        now = self._clock.seconds()
+        if self._fd is not None:
+            self._write(b"%d %.3f %s\n" % (seq, now, payload))
+            self._file_entries += 1
+        self.head = seq
+        self.entries.append((seq, now, payload))
+        self.bytes += len(payload) + ENTRY_OVERHEAD
+        self.expire(now)
+
+    def expire(self, now=None):
+        """Forget events beyond the limits."""
+        now = self._clock.seconds() if now is None else now
+        entries = self.entries
+        oldest = now - self.retain_seconds
+        while entries and (
+            len(entries) > self.retain_events or self.bytes > self.retain_bytes or entries[0][1] < oldest
+        ):
+            self.bytes -= len(entries.popleft()[2]) + ENTRY_OVERHEAD
+        if self._fd is not None and self._file_entries > 2 * len(entries) + 1000:
+            self._rewrite()
+
+    def since(self, seq):
+        """The retained ``(seq, time, payload)`` after ``seq``, oldest first."""
+        entries = self.entries
+        if not entries or seq >= self.head:
+            return []
+        start = max(0, seq + 1 - entries[0][0])
+        return list(entries)[start:]
+
+    def close(self):
+        """Close the file (the log stays valid on disk)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- the file ---------------------------------------------------------------------
+
+    def _open(self):
+        make_private_dirs(os.path.dirname(self._path))
+        try:
+            with open(self._path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        if data is not None and self._load(data):
+            self._rewrite()  # drops what expired, and any torn last line
+            return
+        if data is not None:
+            log.warn("event log {path} cannot be read: starting a new epoch", path=self._path)
+        self.epoch = new_epoch()
+        self._rewrite()
+
+    def _load(self, data):
+        header, _, body = data.partition(b"\n")
+        epoch, _, base = header[len(MAGIC):].partition(b" ")
+        if not header.startswith(MAGIC) or not _EPOCH.fullmatch(epoch) or not base.isdigit():
+            return False
+        self.epoch = epoch.decode("ascii")
+        self.head = int(base)
+        lines = body.split(b"\n")
+        if lines and lines[-1]:
+            lines.pop()  # torn: written partly when the daemon died
+        for line in lines:
+            if not line:
+                continue
+            try:
+                seq_text, time_text, payload = line.split(b" ", 2)
+                seq, when = int(seq_text), float(time_text)
+            except ValueError:
+                log.warn("event log {path}: an unreadable line was skipped", path=self._path)
+                continue
+            if seq <= self.head:
+                continue
+            self.head = seq
+            self.entries.append((seq, when, payload))
+            self.bytes += len(payload) + ENTRY_OVERHEAD
+        # Expire by count and size now; by age too (the daemon may have been down).
+        self.expire()
+        return True
+
+    def _rewrite(self):
+        self.close()
+        entries = self.entries
+        # The header keeps the numbering going after a restart even when all expired.
+        base = entries[0][0] - 1 if entries else self.head
+        lines = [b"%s%s %d\n" % (MAGIC, self.epoch.encode("ascii"), base)]
+        lines += [b"%d %.3f %s\n" % entry for entry in entries]
+        atomic_write(self._path, b"".join(lines))
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        self._file_entries = len(entries)
+
+    def _write(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+
+class Retention:
+    """Opens each source's :class:`SourceLog` under ``state_dir`` (None: in memory)."""
+
+    def __init__(self, clock, state_dir=None, retain_events=10000, retain_seconds=3600,
+                 retain_bytes=8 * 1024 * 1024):
+        self._clock = clock
+        self._dir = None if state_dir is None else os.path.join(state_dir, "events")
+        self._limits = (retain_events, retain_seconds, retain_bytes)
+        self.logs = {}
+
+    def open(self, name):
+        """The log of source ``name``."""
+        path = None if self._dir is None else os.path.join(self._dir, f"{name}.log")
+        self.logs[name] = source_log = SourceLog(name, path, self._clock, *self._limits)
+        return source_log
+
+    def close(self):
+        """Close every log's file."""
+        for source_log in self.logs.values():
+            source_log.close()
