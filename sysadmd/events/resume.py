@@ -19,7 +19,8 @@ OVERFLOW = "overflow"
 
 
 class Resume:
-    """A request to resume ``name`` after event ``since`` of log ``epoch``."""
+    """A request to resume ``name`` after event ``since`` of log ``epoch`` (None: the
+    current one)."""
 
     __slots__ = ("name", "since", "epoch")
 
@@ -80,7 +81,8 @@ def missed(source_log, resume):
     """What a resuming client is sent: ``(retained entries after since, None)`` when it
     can have everything, else ``(None, gap frame)``. RequestError(400) for a ``since``
     beyond the head of the same epoch (the client's numbers are not this log's)."""
-    same = resume.epoch == source_log.epoch
+    # No epoch given: the client means the current one (``sysadm watch --since``).
+    same = resume.epoch is None or resume.epoch == source_log.epoch
     if same and resume.since > source_log.head:
         raise RequestError(
             400, f"\"since\" of {resume.name} ({resume.since}) is past its newest event "
