@@ -230,6 +230,10 @@ class Subscriber {
     }
     const msg = JSON.parse(data.toString());
     if (msg.namespace === 'events' && msg.name === 'dropped') { this.dropped += msg.args.count; return; }
+    if (msg.namespace === 'events' && msg.name === 'gap' && msg.args.reason === 'overflow') {
+      this.dropped += msg.args.missed_to - msg.args.missed_from + 1; return;
+    }
+    if (msg.namespace === 'events' && msg.name === 'heads') return;
     const resolve = this.pending.get(msg.id);
     if (resolve) { this.pending.delete(msg.id); resolve(msg); return; }
     this.other++;
