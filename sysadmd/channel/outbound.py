@@ -133,9 +133,13 @@ class Outbound:
                 return
             self.dropped += 1
             if event is not None and event.seq is not None:
-                # The range lost per source, for its gap event.
-                lost = self._lost.setdefault(event.channel, [event.seq, event.seq])
-                lost[1] = event.seq
+                # The range lost per source, for its gap event (a replay may come after
+                # newer events, so the ends are the lowest and highest seen), and how many.
+                lost = self._lost.get(event.channel)
+                if lost is None:
+                    self._lost[event.channel] = [event.seq, event.seq, 1]
+                else:
+                    lost[0], lost[1], lost[2] = min(lost[0], event.seq), max(lost[1], event.seq), lost[2] + 1
             return
         self._queue.append((prepared, size))
         self.queued_bytes += size
@@ -154,8 +158,8 @@ class Outbound:
         count, self.dropped = self.dropped, 0
         lost, self._lost = self._lost, {}
         if self._dialect == SPEC:
-            for channel, (first, last) in lost.items():
-                count -= last - first + 1
+            for channel, (first, last, dropped) in lost.items():
+                count -= dropped
                 frame = gap_frame(channel.log, first, OVERFLOW, last)
                 self._write(self._prepare(envelope.encode(frame)))
         if count > 0:
