@@ -7,7 +7,10 @@
   const TOKEN_KEY = "sysadmd.token";
   const USER_KEY = "sysadmd.user";
   const SOURCES = ["dispatcher", "system-state", "life-preserver"];
+  // Event frame name -> the source it comes from.
+  const FRAME_SOURCE = { dispatcher: "dispatcher", system_state: "system-state", life_preserver: "life-preserver" };
   const LP_MAX = 100;          // Life Preserver entries kept
+  const GAPS_MAX = 10;         // gap entries kept per panel
   const FINISHED_MAX = 100;    // finished jobs kept
   const BACKOFF_MIN = 1000;
   const BACKOFF_MAX = 30000;
@@ -119,7 +122,7 @@
       }
       return;
     }
-    if (frame.namespace === "events") onEvent(frame.name, frame.args || {});
+    if (frame.namespace === "events") onEvent(frame);
   }
 
   function onClose(sock, e) {
@@ -212,7 +215,7 @@
     for (const source of SOURCES) {
       // One at a time: a source that is not enabled must not block the others.
       try {
-        await call("events", "subscribe", [source]);
+        await subscribe(source);
       } catch (err) {
         if (err.code !== 400) throw err;
         note(source, "not enabled on this daemon");
@@ -309,12 +312,147 @@
     if (target) $(target).textContent = `(${source}: ${text})`;
   }
 
+  // ---- resuming ---------------------------------------------------------------------
+
+  // Per source, what this page has shown (README.rst, "Resuming after a reconnect"):
+  // {epoch, seq: the newest shown, holes: missed ranges being fetched again,
+  //  state: the seq of the state event that may follow a gap}.
+  const seen = new Map();
+
+  // Subscribe to `source`, after the last event shown when there is one: the daemon
+  // sends what was missed meanwhile, or a gap and the current state.
+  async function subscribe(source) {
+    const s = seen.get(source);
+    if (!s) return call("events", "subscribe", [source]);
+    const since = Math.min(s.seq, ...s.holes.map((h) => h.from - 1));
+    try {
+      return await call("events", "subscribe", [{ name: source, since, epoch: s.epoch }]);
+    } catch (err) {
+      if (err.code !== 400) throw err;
+      // Not numbers this daemon knows (or the source is gone): start afresh.
+      seen.delete(source);
+      const reply = await call("events", "subscribe", [source]);
+      showGap({ source, missed_from: since + 1, reason: "refused" }, "showing what comes from now on.");
+      return reply;
+    }
+  }
+
+  // Whether to show event `seq` of `epoch` from `source`: "new", "late" (a missed one
+  // fetched again after newer ones) or null (shown already).
+  function admit(source, seq, epoch) {
+    const s = seen.get(source);
+    if (!s || s.epoch !== epoch) {
+      seen.set(source, { epoch, seq, holes: [], state: null });
+      return "new";
+    }
+    const hole = s.holes.find((h) => seq >= h.from && seq <= h.to);
+    if (hole) {
+      hole.from = seq + 1;
+      if (hole.from > hole.to) {
+        s.holes.splice(s.holes.indexOf(hole), 1);
+        hole.entry.settle("fetched again.");
+      }
+      if (seq < s.seq) return "late";
+      s.seq = seq;
+      return "new";
+    }
+    if (seq > s.seq) {
+      s.seq = seq;
+      return "new";
+    }
+    if (seq === s.state) {
+      s.state = null;
+      return "new";
+    }
+    return null;
+  }
+
+  function onGap(gap) {
+    const source = gap.source;
+    let s = seen.get(source);
+    if (gap.reason === "overflow") {
+      // This page read too slowly and lost missed_from..missed_to; later events come.
+      if (!s || s.epoch !== gap.epoch) {
+        s = { epoch: gap.epoch, seq: gap.missed_from - 1, holes: [], state: null };
+        seen.set(source, s);
+      }
+      if (gap.first_available <= gap.missed_from) {
+        const entry = showGap(gap, "fetching them again…");
+        s.holes.push({ from: gap.missed_from, to: gap.missed_to, entry });
+        call("events", "subscribe", [{ name: source, since: gap.missed_from - 1, epoch: gap.epoch }])
+          .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
+      } else {
+        showGap(gap, "they are no longer kept.");
+        if (source === "dispatcher") refreshJobs().catch(() => {});
+      }
+      return;
+    }
+    // expired or epoch_changed: gone for good; the current state follows, then live events.
+    if (s) for (const hole of s.holes) hole.entry.settle("they are no longer kept.");
+    seen.set(source, { epoch: gap.epoch, seq: gap.head, holes: [], state: gap.head });
+    showGap(gap, "showing the current state.");
+    // The state of the dispatcher is its live jobs: the finished ones come from history.
+    if (source === "dispatcher") refreshJobs().catch(() => {});
+  }
+
+  const GAP_WHY = {
+    expired: "expired: the daemon no longer keeps them",
+    epoch_changed: "epoch changed: the daemon's event log was lost or reset",
+    overflow: "overflow: this page fell behind",
+    refused: "the daemon could not resume from there",
+  };
+
+  function gapText(gap) {
+    const from = gap.missed_from;
+    const to = gap.reason === "overflow" ? gap.missed_to : gap.reason === "expired" ? gap.head : undefined;
+    const why = GAP_WHY[gap.reason] || String(gap.reason);
+    // After epoch_changed, missed_from counts in the old numbering: no end to give.
+    if (to === undefined) return `Missed events of ${gap.source} after event ${from - 1} (${why})`;
+    if (to <= from) return `Missed event ${from} of ${gap.source} (${why})`;
+    return `Missed events ${from}–${to} of ${gap.source} (${why})`;
+  }
+
+  // A gap as an entry of the panel it concerns; returns {settle(tail)} to say what became
+  // of the missed events.
+  function showGap(gap, tail) {
+    const text = gapText(gap);
+    const message = el("span", { className: "message", text: `${text}; ${tail}` });
+    const entry = el("li", { className: "gap", data: { source: gap.source, reason: gap.reason } },
+      el("time", { text: new Date().toLocaleTimeString() }), message);
+    const list = { dispatcher: "jobs-gaps", "system-state": "state-gaps", "life-preserver": "lp-feed" }[gap.source];
+    if (list) {
+      $(list).prepend(entry);
+      const max = gap.source === "life-preserver" ? LP_MAX : GAPS_MAX;
+      while ($(list).children.length > max) $(list).lastChild.remove();
+      if (gap.source === "life-preserver") $("lp-empty").hidden = true;
+    } else {
+      showError(message.textContent);
+    }
+    return { settle: (end) => { message.textContent = `${text}; ${end}`; } };
+  }
+
   // ---- events -----------------------------------------------------------------------
 
-  function onEvent(name, args) {
-    if (name === "system_state") renderState(args);
-    else if (name === "life_preserver") addLifePreserver(args);
-    else if (name === "dispatcher") onDispatcher(args);
+  function onEvent(frame) {
+    const name = frame.name;
+    const args = frame.args || {};
+    if (name === "gap") {
+      onGap(args);
+      return;
+    }
+    // Numbered events are shown once: a resumed subscription may send some again. The
+    // state sent after a gap may carry no number.
+    let late = false;
+    const source = FRAME_SOURCE[name];
+    if (source && typeof frame.seq === "number" && typeof frame.epoch === "string") {
+      const verdict = admit(source, frame.seq, frame.epoch);
+      if (!verdict) return;
+      late = verdict === "late";
+    }
+    if (name === "system_state") {
+      if (!late) renderState(args);  // a late one is older than what is shown
+    } else if (name === "life_preserver") addLifePreserver(args, frame.seq, late);
+    else if (name === "dispatcher") onDispatcher(args, late);
     else if (name === "dropped") {
       showError(`${args.count} events were dropped while this page was slow; refreshing jobs.`);
       refreshJobs().catch(() => {});
@@ -373,13 +511,20 @@
     $("pools-empty").textContent = "No ZFS pools on this machine.";
   }
 
-  function addLifePreserver(args) {
+  function addLifePreserver(args, seq, late) {
     const feed = $("lp-feed");
-    feed.prepend(el("li", {},
+    const entry = el("li", { data: typeof seq === "number" ? { seq: String(seq) } : {} },
       el("time", { text: new Date().toLocaleTimeString() }),
       priorityBadge(args.priority),
       el("span", { className: "class", text: args.class || "" }),
-      el("span", { className: "message", text: args.message || "" })));
+      el("span", { className: "message", text: args.message || "" }));
+    if (late) {
+      // Fetched again after newer ones: in its place among the numbered entries (newest first).
+      const older = [...feed.children].find((li) => li.dataset.seq !== undefined && Number(li.dataset.seq) < seq);
+      feed.insertBefore(entry, older || null);
+    } else {
+      feed.prepend(entry);
+    }
     while (feed.children.length > LP_MAX) feed.lastChild.remove();
     $("lp-empty").hidden = true;
   }
@@ -395,10 +540,12 @@
     return jobs.get(id);
   }
 
-  function onDispatcher(args) {
+  function onDispatcher(args, late) {
     const id = args.process_id;
     if (!id) return;
     const j = job(id);
+    // A missed event fetched again after newer ones must not move its job back.
+    if (late && STATE_RANK[args.state] < STATE_RANK[j.state]) return;
     if (args.state === "pending" && j.state === "finished") {
       // The same id, run again: a new job.
       Object.assign(j, { commands: [], details: null, queue: undefined });
