@@ -36,7 +36,10 @@ class HeadsService(Service):
         self._loop.clock = reactor
 
     def send(self):
-        """Tell every subscriber its sources' heads now."""
+        """Tell every subscriber its sources' heads now (and expire old events of quiet
+        sources)."""
+        for name in self._hub.names():
+            self._hub.channel(name).log.expire()
         for sink, frame in heads_frames(self._hub).items():
             sink.send_frame(frame)
 

@@ -189,12 +189,15 @@ class EventHub:
         Raises RequestError(400) for bad or unknown names, changing nothing."""
         names = self._checked(names)
         resumes = resumes or {}
+        # A source this sink already follows is resumed too: its stream starts again after
+        # since (how a client fetches the range an overflow gap announced).
         plans = {name: missed(self._channels[name].log, resumes[name]) for name in names if name in resumes}
         new, resumed = [], []
         for name in names:
             channel = self._channels[name]
             if name in plans:
-                resumed.append(channel)
+                if channel not in resumed:
+                    resumed.append(channel)
             elif sink not in channel.subscribers:
                 channel.subscribers.add(sink)
                 new.append(channel)

@@ -51,12 +51,12 @@ def parse(args):
             raise RequestError(400, f"unknown key(s) in a subscription: {', '.join(unknown)}.")
         name, since, epoch = item["name"], item.get("since"), item.get("epoch")
         names.append(name)
+        if epoch is not None and not isinstance(epoch, str):
+            raise RequestError(400, f"\"epoch\" of {name} must be a string.")
         if since is None:
             continue
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:
             raise RequestError(400, f"\"since\" of {name} must be an integer >= 0.")
-        if epoch is not None and not isinstance(epoch, str):
-            raise RequestError(400, f"\"epoch\" of {name} must be a string.")
         resumes[name] = Resume(name, since, epoch)
     return names, resumes
 
@@ -82,6 +82,7 @@ def missed(source_log, resume):
     can have everything, else ``(None, gap frame)``. RequestError(400) for a ``since``
     beyond the head of the same epoch (the client's numbers are not this log's)."""
     # No epoch given: the client means the current one (``sysadm watch --since``).
+    source_log.expire()  # a quiet source has not expired anything since its last event
     same = resume.epoch is None or resume.epoch == source_log.epoch
     if same and resume.since > source_log.head:
         raise RequestError(

@@ -144,6 +144,11 @@ class SourceLog:
                 continue
             if seq <= self.head:
                 continue
+            if self.entries and seq != self.head + 1:
+                # A hole (a line skipped above): what came before it cannot be replayed
+                # in order, so only what follows is kept.
+                self.entries.clear()
+                self.bytes = 0
             self.head = seq
             self.entries.append((seq, when, payload))
             self.bytes += len(payload) + ENTRY_OVERHEAD

@@ -11,6 +11,7 @@
   const FRAME_SOURCE = { dispatcher: "dispatcher", system_state: "system-state", life_preserver: "life-preserver" };
   const LP_MAX = 100;          // Life Preserver entries kept
   const GAPS_MAX = 10;         // gap entries kept per panel
+  const RECENT_MAX = 10000;    // numbers of the last events shown kept per source
   const FINISHED_MAX = 100;    // finished jobs kept
   const BACKOFF_MIN = 1000;
   const BACKOFF_MAX = 30000;
@@ -315,9 +316,13 @@
   // ---- resuming ---------------------------------------------------------------------
 
   // Per source, what this page has shown (README.rst, "Resuming after a reconnect"):
-  // {epoch, seq: the newest shown, holes: missed ranges being fetched again,
-  //  state: the seq of the state event that may follow a gap}.
+  // {epoch, seq: the newest shown, recent: the numbers of the last ones shown, holes: lost
+  //  ranges being fetched again, state: the seq of the state event that may follow a gap}.
   const seen = new Map();
+
+  function position(epoch, seq, state) {
+    return { epoch, seq, recent: new Set(), holes: [], state };
+  }
 
   // Subscribe to `source`, after the last event shown when there is one: the daemon
   // sends what was missed meanwhile, or a gap and the current state.
@@ -337,59 +342,73 @@
     }
   }
 
-  // Whether to show event `seq` of `epoch` from `source`: "new", "late" (a missed one
+  function shown(s, seq) {
+    s.recent.add(seq);
+    if (s.recent.size > RECENT_MAX) s.recent.delete(s.recent.values().next().value);
+  }
+
+  // Whether to show event `seq` of `epoch` from `source`: "new", "late" (a lost one
   // fetched again after newer ones) or null (shown already).
   function admit(source, seq, epoch) {
-    const s = seen.get(source);
+    let s = seen.get(source);
     if (!s || s.epoch !== epoch) {
-      seen.set(source, { epoch, seq, holes: [], state: null });
+      s = position(epoch, seq, null);
+      seen.set(source, s);
+      shown(s, seq);
       return "new";
     }
+    if (s.recent.has(seq)) return null;
     const hole = s.holes.find((h) => seq >= h.from && seq <= h.to);
-    if (hole) {
-      hole.from = seq + 1;
-      if (hole.from > hole.to) {
-        s.holes.splice(s.holes.indexOf(hole), 1);
-        hole.entry.settle("fetched again.");
-      }
-      if (seq < s.seq) return "late";
-      s.seq = seq;
-      return "new";
-    }
+    let verdict = null;
     if (seq > s.seq) {
       s.seq = seq;
-      return "new";
-    }
-    if (seq === s.state) {
+      verdict = "new";
+    } else if (seq === s.state) {
       s.state = null;
-      return "new";
+      verdict = "new";
+    } else if (hole) {
+      verdict = "late";
     }
-    return null;
+    if (!verdict) return null;
+    shown(s, seq);
+    if (hole && --hole.left <= 0) {
+      s.holes.splice(s.holes.indexOf(hole), 1);
+      hole.entry.settle(hole.done);
+    }
+    return verdict;
   }
 
   function onGap(gap) {
     const source = gap.source;
     let s = seen.get(source);
     if (gap.reason === "overflow") {
-      // This page read too slowly and lost missed_from..missed_to; later events come.
+      // This page read too slowly: events from missed_from to missed_to were dropped (not
+      // every one between, when a replay was going on), later ones come.
       if (!s || s.epoch !== gap.epoch) {
-        s = { epoch: gap.epoch, seq: gap.missed_from - 1, holes: [], state: null };
+        s = position(gap.epoch, gap.missed_from - 1, null);
         seen.set(source, s);
       }
-      if (gap.first_available <= gap.missed_from) {
-        const entry = showGap(gap, "fetching them again…");
-        s.holes.push({ from: gap.missed_from, to: gap.missed_to, entry });
-        call("events", "subscribe", [{ name: source, since: gap.missed_from - 1, epoch: gap.epoch }])
-          .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
+      const from = Math.max(gap.missed_from, gap.first_available);
+      const to = gap.missed_to;
+      let left = 0;
+      for (let seq = from; seq <= to && left <= RECENT_MAX; seq++) if (!s.recent.has(seq)) left++;
+      const partly = from > gap.missed_from;  // the oldest ones expired meanwhile
+      if (!left) {
+        showGap(gap, partly ? "they are no longer kept." : "they came after all.");
       } else {
-        showGap(gap, "they are no longer kept.");
-        if (source === "dispatcher") refreshJobs().catch(() => {});
+        const entry = showGap(gap, partly
+          ? `fetching ${range(from, to)} again (the others are no longer kept)…` : "fetching them again…");
+        const done = partly ? `fetched ${range(from, to)} again (the others are no longer kept).` : "fetched again.";
+        s.holes.push({ from, to, left, entry, done });
+        call("events", "subscribe", [{ name: source, since: from - 1, epoch: gap.epoch }])
+          .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
       }
+      if (partly && source === "dispatcher") refreshJobs().catch(() => {});
       return;
     }
     // expired or epoch_changed: gone for good; the current state follows, then live events.
     if (s) for (const hole of s.holes) hole.entry.settle("they are no longer kept.");
-    seen.set(source, { epoch: gap.epoch, seq: gap.head, holes: [], state: gap.head });
+    seen.set(source, position(gap.epoch, gap.head, gap.head));
     showGap(gap, "showing the current state.");
     // The state of the dispatcher is its live jobs: the finished ones come from history.
     if (source === "dispatcher") refreshJobs().catch(() => {});
@@ -402,14 +421,15 @@
     refused: "the daemon could not resume from there",
   };
 
+  const range = (from, to) => (to > from ? `${from}-${to}` : `${from}`);
+
   function gapText(gap) {
     const from = gap.missed_from;
     const to = gap.reason === "overflow" ? gap.missed_to : gap.reason === "expired" ? gap.head : undefined;
     const why = GAP_WHY[gap.reason] || String(gap.reason);
     // After epoch_changed, missed_from counts in the old numbering: no end to give.
     if (to === undefined) return `Missed events of ${gap.source} after event ${from - 1} (${why})`;
-    if (to <= from) return `Missed event ${from} of ${gap.source} (${why})`;
-    return `Missed events ${from}–${to} of ${gap.source} (${why})`;
+    return `Missed event${to > from ? "s" : ""} ${range(from, to)} of ${gap.source} (${why})`;
   }
 
   // A gap as an entry of the panel it concerns; returns {settle(tail)} to say what became
