@@ -464,7 +464,7 @@ const scenarios = {
       return frame.args;
     });
     assert.ok(gap.head > gap.missed_from, JSON.stringify(gap));
-    await expectText(page, `${expired} .message`, `Missed events ${gap.missed_from}–${gap.head} of dispatcher ` +
+    await expectText(page, `${expired} .message`, `Missed events ${gap.missed_from}-${gap.head} of dispatcher ` +
       "(expired: the daemon no longer keeps them); showing the current state.");
     await expectCount(page, "#jobs-gaps .gap", 1);
     await expectCount(page, "#lp-feed .gap", 0);
@@ -538,7 +538,7 @@ const scenarios = {
     await expectCount(page, entry, 1);
     await waitForFinished(page, ["lost-1", "lost-2"]);
     await expectText(page, `${entry} .message`,
-      `Missed events ${from}–${to} of dispatcher (overflow: this page fell behind); fetched again.`);
+      `Missed events ${from}-${to} of dispatcher (overflow: this page fell behind); fetched again.`);
     assert.deepEqual(state.subscribes[state.subscribes.length - 1],
       [{ name: "dispatcher", since: from - 1, epoch: state.epoch }]);
     await step("fetched");  // the test runs "after"

@@ -315,7 +315,13 @@ class Cutter:
             conn.close()
             return
         with self._lock:
-            self._sockets.update((conn, upstream))
+            cut = not self._open.is_set()  # cut meanwhile
+            if not cut:
+                self._sockets.update((conn, upstream))
+        if cut:
+            conn.close()
+            upstream.close()
+            return
         back = threading.Thread(target=self._pump, args=(upstream, conn), daemon=True)
         back.start()
         self._pump(conn, upstream)
@@ -343,8 +349,8 @@ class Cutter:
 
     def cut(self):
         """Drop every connection, and hold new ones."""
-        self._open.clear()
         with self._lock:
+            self._open.clear()
             sockets = list(self._sockets)
         for sock in sockets:
             try:
