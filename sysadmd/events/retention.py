@@ -9,8 +9,11 @@ On disk (``<state_dir>/events/<source>.log``) it is one header line and one line
 event, appended with a single ``write`` before the event is sent to anyone: a daemon
 killed at any moment restarts with every event a client may have seen, so a number is
 never given twice to different events. A torn last line (killed mid-write) is cut off at
-start; a header that cannot be read means the log is lost, and a new epoch begins. The
-file is rewritten (atomically) once most of it holds expired events.
+start; a header that cannot be read means the log is lost, and a new epoch begins. Writes
+are not synced one by one: a log that was not closed by a clean stop and was written
+during an earlier boot of the machine (its header keeps the boot id) may have lost what
+the kernel had not written out, so it starts a new epoch too. The file is rewritten
+(atomically) once most of it holds expired events.
 """
 
 import collections
@@ -24,7 +27,9 @@ from sysadmd.util.log import Logger
 
 log = Logger()
 
-MAGIC = b"sysadmd-events 1 "  # then the epoch and the seq before the file's first entry
+MAGIC = b"sysadmd-events 1 "  # then the epoch, the seq before the first entry, the boot id
+CLOSED = b"closed"  # the last line of a log closed by a clean stop
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 ENTRY_OVERHEAD = 120  # bytes of memory an entry costs beyond its payload (tuple, ints)
 _EPOCH = re.compile(rb"[0-9a-f]{16}")
 
@@ -38,6 +43,15 @@ class SystemClock:
 def new_epoch():
     """A fresh epoch name."""
     return secrets.token_hex(8)
+
+
+def boot_id():
+    """This boot's id (Linux), or ``-`` where there is none."""
+    try:
+        with open(BOOT_ID, "rb") as f:
+            return f.read().strip().replace(b"-", b"") or b"-"
+    except OSError:
+        return b"-"
 
 
 class SourceLog:
@@ -101,10 +115,13 @@ class SourceLog:
         return list(entries)[start:]
 
     def close(self):
-        """Close the file (the log stays valid on disk)."""
+        """Close the file, marked as closed cleanly (the log stays valid on disk)."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            try:
+                self._write(CLOSED + b"\n")
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
     # -- the file ---------------------------------------------------------------------
 
@@ -115,26 +132,37 @@ class SourceLog:
                 data = f.read()
         except FileNotFoundError:
             data = None
-        if data is not None and self._load(data):
+        loaded = None if data is None else self._load(data)
+        if loaded:
             self._rewrite()  # drops what expired, and any torn last line
             return
-        if data is not None:
+        if loaded is False:
             log.warn("event log {path} cannot be read: starting a new epoch", path=self._path)
         self.epoch = new_epoch()
         self._rewrite()
 
     def _load(self, data):
         header, _, body = data.partition(b"\n")
-        epoch, _, base = header[len(MAGIC):].partition(b" ")
-        if not header.startswith(MAGIC) or not _EPOCH.fullmatch(epoch) or not base.isdigit():
+        fields = header[len(MAGIC):].split(b" ")
+        if not header.startswith(MAGIC) or len(fields) != 3:
             return False
-        self.epoch = epoch.decode("ascii")
-        self.head = int(base)
+        epoch, base, boot = fields
+        if not _EPOCH.fullmatch(epoch) or not base.isdigit():
+            return False
         lines = body.split(b"\n")
         if lines and lines[-1]:
             lines.pop()  # torn: written partly when the daemon died
+        clean = bool(lines) and lines[-2:] == [CLOSED, b""]
+        if not clean and boot != boot_id():
+            # Not closed, and the machine restarted since: what the kernel had not
+            # written yet is gone, and its numbers would be given again.
+            log.warn("event log {path} was not closed before the machine restarted; events "
+                     "may have been lost: starting a new epoch", path=self._path)
+            return None
+        self.epoch = epoch.decode("ascii")
+        self.head = int(base)
         for line in lines:
-            if not line:
+            if not line or line == CLOSED:
                 continue
             try:
                 seq_text, time_text, payload = line.split(b" ", 2)
@@ -161,7 +189,7 @@ class SourceLog:
         entries = self.entries
         # The header keeps the numbering going after a restart even when all expired.
         base = entries[0][0] - 1 if entries else self.head
-        lines = [b"%s%s %d\n" % (MAGIC, self.epoch.encode("ascii"), base)]
+        lines = [b"%s%s %d %s\n" % (MAGIC, self.epoch.encode("ascii"), base, boot_id())]
         lines += [b"%d %.3f %s\n" % entry for entry in entries]
         atomic_write(self._path, b"".join(lines))
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
