@@ -413,7 +413,8 @@ const scenarios = {
   // The page's connection is cut (the test drops it at a TCP proxy) while jobs run and
   // snapshots are made; after it reconnects each is shown exactly once. Then again across
   // a daemon restart (the events are kept on disk), and then the missed events are gone
-  // (a log of 2 events, then a lost log): the page shows a gap.
+  // (a log of 2 events, then a lost log): the page shows a gap (and fetches the snapshots
+  // still kept).
   async resume(page) {
     const frames = recordFrames(page);
     await signIn(page, "admin", params.password);
@@ -452,27 +453,40 @@ const scenarios = {
     await expectEachOnce(page, ids, datasets);
     await expectCount(page, ".gap", 0);
 
-    // 3. Restarted keeping 2 events per source, after 3 more jobs: those events expired.
+    // 3. Restarted keeping 2 events per source, after 3 more jobs and 3 snapshots: the
+    // events the page missed expired, but for the last 2 of each.
     await step("checked-2");
     await signInAgain(page);
-    const expired = '#jobs-gaps .gap[data-source="dispatcher"][data-reason="expired"]';
-    await expectCount(page, expired, 1);
     // (Playwright may tell of a frame after the page has shown it.)
-    const gap = await eventually(async () => {
-      const frame = frames.find((f) => f.name === "gap" && f.args.reason === "expired" && f.args.source === "dispatcher");
-      assert.ok(frame, "no expired gap received");
+    const expiredGap = (source) => eventually(async () => {
+      const frame = frames.find((f) => f.name === "gap" && f.args.reason === "expired" && f.args.source === source);
+      assert.ok(frame, `no expired gap of ${source} received`);
       return frame.args;
     });
-    assert.ok(gap.head > gap.missed_from, JSON.stringify(gap));
-    await expectText(page, `${expired} .message`, `Missed events ${gap.missed_from}-${gap.head} of dispatcher ` +
-      "(expired: the daemon no longer keeps them); showing the current state.");
+    const expired = '#jobs-gaps .gap[data-source="dispatcher"][data-reason="expired"]';
+    await expectCount(page, expired, 1);
+    const gap = await expiredGap("dispatcher");
+    assert.ok(gap.first_available - 1 > gap.missed_from && gap.head >= gap.first_available, JSON.stringify(gap));
+    await expectText(page, `${expired} .message`, `Missed events ${gap.missed_from}-${gap.first_available - 1} ` +
+      "of dispatcher (expired: no longer kept by the daemon); showing the current state.");
     await expectCount(page, "#jobs-gaps .gap", 1);
-    await expectCount(page, "#lp-feed .gap", 0);
+    // The feed fetches the snapshots still kept: the last 2.
+    const lpExpired = '#lp-feed .gap[data-source="life-preserver"][data-reason="expired"]';
+    await expectCount(page, lpExpired, 1);
+    const lpGap = await expiredGap("life-preserver");
+    await expectText(page, `${lpExpired} .message`, `Missed event ${lpGap.missed_from} of life-preserver ` +
+      `(expired: no longer kept by the daemon); ${lpGap.first_available}-${lpGap.head} (still kept) fetched.`);
+    await expectSnapshots(page, ["tank/expired-2", "tank/expired-3"]);
+    await eventually(async () => assert.deepEqual(
+      (await page.locator("#lp-feed li:not(.gap) .message").allTextContents()).slice(0, 3),
+      ["tank/expired-3", "tank/expired-2", "tank/stopped"].map(snapshotText)));
+    datasets = [...datasets, "tank/expired-2", "tank/expired-3"];
     // Their events are gone, but the jobs are not: the page asked for the history.
     await waitForFinished(page, ["expired-1", "expired-2", "expired-3"]);
     const states = await page.evaluate(() => window.__jobs);
     for (const id of ["expired-1", "expired-2", "expired-3"]) assert.deepEqual(states[id], ["finished"], id);
     await expectEachOnce(page, ids, datasets);
+    await expectCount(page, `#lp-feed li:not(.gap) .message:text-is("${snapshotText("tank/expired-1")}")`, 0);
 
     // 4. Restarted without its event logs: every source has a new epoch.
     await step("gap-expired");

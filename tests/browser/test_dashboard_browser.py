@@ -458,8 +458,8 @@ def test_resumes_after_its_connection_drops(browser, make_daemon, tmp_path):  # 
         _run(watcher, "live-2")
         page.go()
 
-        # 3. Restarted keeping 2 events per source, and 3 jobs run: what the page
-        # missed has expired.
+        # 3. Restarted keeping 2 events per source, and 3 jobs and snapshots made: what
+        # the page missed has expired, but for the last 2 of each.
         page.at("checked-2")
         cutter.cut()
         watcher.close()
@@ -469,6 +469,7 @@ def test_resumes_after_its_connection_drops(browser, make_daemon, tmp_path):  # 
         watcher = _watcher(daemon)
         for n in (1, 2, 3):
             _run(watcher, f"expired-{n}")
+            _snapshot(daemon, watcher, f"tank/expired-{n}")
         cutter.restore()
         page.go()
 

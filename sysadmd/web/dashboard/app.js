@@ -400,22 +400,38 @@
           ? `fetching ${range(from, to)} again (the others are no longer kept)…` : "fetching them again…");
         const done = partly ? `fetched ${range(from, to)} again (the others are no longer kept).` : "fetched again.";
         s.holes.push({ from, to, left, entry, done });
-        call("events", "subscribe", [{ name: source, since: from - 1, epoch: gap.epoch }])
-          .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
+        fetchAgain(source, from - 1, gap.epoch);
       }
       if (partly && source === "dispatcher") refreshJobs().catch(() => {});
       return;
     }
-    // expired or epoch_changed: gone for good; the current state follows, then live events.
+    // expired or epoch_changed: the current state follows, then live events.
     if (s) for (const hole of s.holes) hole.entry.settle("they are no longer kept.");
-    seen.set(source, position(gap.epoch, gap.head, gap.head));
-    showGap(gap, "showing the current state.");
+    s = position(gap.epoch, gap.head, gap.head);
+    seen.set(source, s);
+    const first = gap.first_available;
+    if (source === "life-preserver" && first <= gap.head) {
+      // A feed's state is its entries: those still kept are fetched.
+      const kept = range(first, gap.head);
+      const entry = showGap(gap, `fetching ${kept} (still kept)…`);
+      s.holes.push({ from: first, to: gap.head, left: gap.head - first + 1, entry, done: `${kept} (still kept) fetched.` });
+      fetchAgain(source, first - 1, gap.epoch);
+    } else {
+      showGap(gap, "showing the current state.");
+    }
     // The state of the dispatcher is its live jobs: the finished ones come from history.
     if (source === "dispatcher") refreshJobs().catch(() => {});
   }
 
+  // Subscribe again to a source this connection follows: its stream starts again after
+  // `since` (what is shown already is skipped).
+  function fetchAgain(source, since, epoch) {
+    call("events", "subscribe", [{ name: source, since, epoch }])
+      .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
+  }
+
   const GAP_WHY = {
-    expired: "expired: the daemon no longer keeps them",
+    expired: "expired: no longer kept by the daemon",
     epoch_changed: "epoch changed: the daemon's event log was lost or reset",
     overflow: "overflow: this page fell behind",
     refused: "the daemon could not resume from there",
@@ -425,7 +441,9 @@
 
   function gapText(gap) {
     const from = gap.missed_from;
-    const to = gap.reason === "overflow" ? gap.missed_to : gap.reason === "expired" ? gap.head : undefined;
+    // expired: those from first_available on are still kept (and described by the state).
+    const to = gap.reason === "overflow" ? gap.missed_to
+      : gap.reason === "expired" ? Math.min(gap.head, gap.first_available - 1) : undefined;
     const why = GAP_WHY[gap.reason] || String(gap.reason);
     // After epoch_changed, missed_from counts in the old numbering: no end to give.
     if (to === undefined) return `Missed events of ${gap.source} after event ${from - 1} (${why})`;
@@ -471,7 +489,7 @@
     }
     if (name === "system_state") {
       if (!late) renderState(args);  // a late one is older than what is shown
-    } else if (name === "life_preserver") addLifePreserver(args, frame.seq, late);
+    } else if (name === "life_preserver") addLifePreserver(args, frame.seq, frame.epoch, late);
     else if (name === "dispatcher") onDispatcher(args, late);
     else if (name === "dropped") {
       showError(`${args.count} events were dropped while this page was slow; refreshing jobs.`);
@@ -531,16 +549,18 @@
     $("pools-empty").textContent = "No ZFS pools on this machine.";
   }
 
-  function addLifePreserver(args, seq, late) {
+  function addLifePreserver(args, seq, epoch, late) {
     const feed = $("lp-feed");
-    const entry = el("li", { data: typeof seq === "number" ? { seq: String(seq) } : {} },
+    const entry = el("li", { data: typeof seq === "number" ? { seq: String(seq), epoch } : {} },
       el("time", { text: new Date().toLocaleTimeString() }),
       priorityBadge(args.priority),
       el("span", { className: "class", text: args.class || "" }),
       el("span", { className: "message", text: args.message || "" }));
     if (late) {
-      // Fetched again after newer ones: in its place among the numbered entries (newest first).
-      const older = [...feed.children].find((li) => li.dataset.seq !== undefined && Number(li.dataset.seq) < seq);
+      // Fetched again after newer ones: in its place among the numbered entries (newest
+      // first; those of an earlier epoch are older).
+      const older = [...feed.children].find((li) => li.dataset.seq !== undefined &&
+        (li.dataset.epoch !== epoch || Number(li.dataset.seq) < seq));
       feed.insertBefore(entry, older || null);
     } else {
       feed.prepend(entry);
