@@ -12,7 +12,7 @@ EVENTS = {
     "slow_subscriber": Option(
         "drop",
         choice("drop", "disconnect"),
-        "What happens when that buffer is full: drop events (then report the count) or "
+        "What happens when that buffer is full: drop events (then a gap event names them) or "
         "disconnect with code 1008.",
     ),
     "retain_events": Option(
