@@ -477,9 +477,11 @@ const scenarios = {
     await expectText(page, `${lpExpired} .message`, `Missed event ${lpGap.missed_from} of life-preserver ` +
       `(expired: no longer kept by the daemon); ${lpGap.first_available}-${lpGap.head} (still kept) fetched.`);
     await expectSnapshots(page, ["tank/expired-2", "tank/expired-3"]);
+    // Newest first, the gap in its place (below the events fetched after it).
     await eventually(async () => assert.deepEqual(
-      (await page.locator("#lp-feed li:not(.gap) .message").allTextContents()).slice(0, 3),
-      ["tank/expired-3", "tank/expired-2", "tank/stopped"].map(snapshotText)));
+      (await page.locator("#lp-feed li").evaluateAll((lis) => lis.map((li) => li.className || li.querySelector(".message").textContent)))
+        .slice(0, 4),
+      [snapshotText("tank/expired-3"), snapshotText("tank/expired-2"), "gap", snapshotText("tank/stopped")]));
     datasets = [...datasets, "tank/expired-2", "tank/expired-3"];
     // Their events are gone, but the jobs are not: the page asked for the history.
     await waitForFinished(page, ["expired-1", "expired-2", "expired-3"]);
@@ -498,7 +500,9 @@ const scenarios = {
         "\\(epoch changed: the daemon's event log was lost or reset\\); showing the current state\\.$"));
     }
     await waitForState(page, "new-epoch", "finished");
-    await expectVisible(page, "#jobs-gaps .gap", "the gaps are not shown");
+    for (const reason of ["expired", "epoch_changed"]) {
+      await expectVisible(page, `#jobs-gaps .gap[data-reason="${reason}"]`, `the ${reason} gap is not shown`);
+    }
     checkNumbering(frames);
   },
 

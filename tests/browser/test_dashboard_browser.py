@@ -119,7 +119,9 @@ def _daemon(make_daemon, tmp_path, server_extra="", listen="tcp:0:interface=127.
         f"log_dir = {lp_dir}\n"
         "poll_interval = 0.2\n"
     )
-    d = make_daemon(config, start=False)
+    # No ticker plugin: installing one sets the daemon's PYTHONPATH to the plugin alone,
+    # and a daemon started from a worktree would then run the installed sysadmd instead.
+    d = make_daemon(config, ticker=False, start=False)
     d.add_user("admin", "admin-secret-pw", "full")
     d.add_user("viewer", "viewer-secret-pw", "limited")
     d.lp_log = lp_dir / "lpreserver.log"

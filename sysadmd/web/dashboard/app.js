@@ -458,6 +458,12 @@
     const entry = el("li", { className: "gap", data: { source: gap.source, reason: gap.reason } },
       el("time", { text: new Date().toLocaleTimeString() }), message);
     const list = { dispatcher: "jobs-gaps", "system-state": "state-gaps", "life-preserver": "lp-feed" }[gap.source];
+    if (list === "lp-feed" && gap.epoch) {
+      // Its place in the feed's numbering: below the events fetched after it (those of a
+      // new epoch all come after it).
+      const at = gap.reason === "epoch_changed" ? 0 : gap.missed_from - 0.5;
+      Object.assign(entry.dataset, { seq: String(at), epoch: gap.epoch });
+    }
     if (list) {
       $(list).prepend(entry);
       const max = gap.source === "life-preserver" ? LP_MAX : GAPS_MAX;
