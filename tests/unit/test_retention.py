@@ -7,7 +7,7 @@ import pytest
 from twisted.internet import task
 from twisted.logger import globalLogPublisher
 
-from sysadmd.events.retention import ENTRY_OVERHEAD, MAGIC, Retention, SourceLog
+from sysadmd.events.retention import CLOSED, ENTRY_OVERHEAD, MAGIC, Retention, SourceLog, boot_id
 
 BIG = 10**9
 
@@ -145,7 +145,8 @@ def test_torn_last_line_is_dropped_and_numbering_continues(clock, tmp_path, cut)
     source_log = open_log(clock, path)
     fill(source_log, 3)
     source_log.close()
-    size = os.path.getsize(path)
+    # A killed daemon never writes the clean stop's last line: take it off.
+    size = os.path.getsize(path) - len(CLOSED + b"\n")
     keep = size - 1 if cut == "before-newline" else size - len(b"3 1000.000 " + payload(3) + b"\n") + cut
     os.truncate(path, keep)
     reopened = open_log(clock, path)
@@ -268,7 +269,7 @@ def test_reopen_after_everything_expired_continues_after_the_old_head(clock, tmp
     clock.advance(11)  # expired while the daemon was down
     reopened = open_log(clock, path, retain_seconds=10)
     assert (reopened.epoch, reopened.head, list(reopened.entries)) == (source_log.epoch, 3, [])
-    assert file_lines(path)[0] == MAGIC + source_log.epoch.encode() + b" 3"
+    assert file_lines(path)[0] == MAGIC + source_log.epoch.encode() + b" 3 " + boot_id()
     reopened.close()
     again = open_log(clock, path, retain_seconds=10)
     fill(again, 1)
@@ -290,3 +291,32 @@ def test_unreadable_middle_line_leaves_a_contiguous_log(clock, tmp_path):
     assert reopened.head == 4
     assert seqs(reopened.entries) == list(range(reopened.first_available, 5))
     assert seqs(reopened.since(2)) == [3, 4]
+
+
+def test_a_log_left_open_across_a_machine_restart_starts_a_new_epoch(clock, tmp_path, warnings):
+    """A log not closed by a clean stop and written in an earlier boot (another boot id in
+    its header) may have lost unsynced events: a new epoch, numbered from 1, with a
+    warning; the same log closed cleanly keeps its epoch across the restart."""
+    path = str(tmp_path / "events" / "ticker.log")
+    source_log = open_log(clock, path)
+    fill(source_log, 3)
+    source_log.close()
+    with open(path, "rb") as f:
+        data = f.read()
+    header, _, body = data.partition(b"\n")
+    earlier_boot = header.rsplit(b" ", 1)[0] + b" " + b"0" * 32
+    with open(path, "wb") as f:
+        f.write(earlier_boot + b"\n" + body)
+    clean = open_log(clock, path)
+    assert (clean.epoch, clean.head) == (source_log.epoch, 3)
+    clean.close()
+    with open(path, "rb") as f:
+        header, _, body = f.read().partition(b"\n")
+    assert body.endswith(CLOSED + b"\n")
+    with open(path, "wb") as f:  # as if the machine lost power: no clean stop's line
+        f.write(header.rsplit(b" ", 1)[0] + b" " + b"0" * 32 + b"\n" + body[: -len(CLOSED + b"\n")])
+    lost = open_log(clock, path)
+    assert lost.epoch != source_log.epoch and lost.head == 0
+    assert any("not closed before the machine restarted" in e.get("log_format", "") for e in warnings)
+    lost.close()
+
