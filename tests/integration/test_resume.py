@@ -11,7 +11,7 @@ from tests.integration.test_bridge import clients_of, running_network
 
 TICKER = BASE_CONFIG + """
 [events]
-sources = ticker, dispatcher
+sources = ticker dispatcher
 retain_events = {retain}
 
 [source:ticker]
