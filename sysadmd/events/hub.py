@@ -43,9 +43,9 @@ class SourceChannel:
         self._spec_prefix = _frame_prefix(frame_name, EVENT_IDS[SPEC])
         self._original_prefix = _frame_prefix(name, EVENT_IDS[ORIGINAL])
 
-    def spec_payload(self, args_bytes, seq):
+    def spec_payload(self, args_bytes, seq, epoch):
         """The spec dialect's frame payload: the envelope, then ``seq`` and ``epoch``."""
-        return b'%s%s,"seq":%d,"epoch":"%s"}' % (self._spec_prefix, args_bytes, seq, self.log.epoch.encode())
+        return b'%s%s,"seq":%d,"epoch":"%s"}' % (self._spec_prefix, args_bytes, seq, epoch.encode())
 
     def original_payload(self, payload, original_args=None):
         """The original dialect's payload of an event whose spec payload is
@@ -136,10 +136,9 @@ class EventHub:
         if original is None and isinstance(args, WithOriginal):
             original = args.original
         channel = self._channels[name]
-        seq = channel.log.head + 1
-        payload = channel.spec_payload(envelope.encode(args), seq)
+        args_bytes = envelope.encode(args)
         # Kept (on disk) before anyone is sent it: a number is never given twice.
-        channel.log.append(seq, payload)
+        seq, payload = channel.log.record(lambda seq, epoch: channel.spec_payload(args_bytes, seq, epoch))
         event = Event(channel, payload, self._prepare, original, seq)
         channel.published += 1
         if channel.replay_last:

@@ -31,6 +31,7 @@ MAGIC = b"sysadmd-events 1 "  # then the epoch, the seq before the first entry, 
 CLOSED = b"closed"  # the last line of a log closed by a clean stop
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 ENTRY_OVERHEAD = 120  # bytes of memory an entry costs beyond its payload (tuple, ints)
+RETRY_SECONDS = 5.0  # between attempts to write a failed log again
 _EPOCH = re.compile(rb"[0-9a-f]{16}")
 
 
@@ -73,22 +74,40 @@ class SourceLog:
         self.epoch = None
         self._fd = None
         self._file_entries = 0
+        self._failed_at = None  # when the file last failed (None: it works)
         if path is None:
             self.epoch = new_epoch()
         else:
-            self._open()
+            try:
+                self._open()
+            except OSError as error:
+                self._fail(error, self._clock.seconds())
 
     @property
     def first_available(self):
         """The oldest retained seq (head + 1 when none is)."""
         return self.entries[0][0] if self.entries else self.head + 1
 
+    def record(self, make):
+        """Number and keep a new event; ``make(seq, epoch)`` gives its frame payload.
+        Returns ``(seq, payload)``: on disk first, or, when the file just failed, made
+        again for the new epoch (the file no longer holds what clients are sent)."""
+        seq = self.head + 1
+        payload = make(seq, self.epoch)
+        now = self._clock.seconds()
+        if self._path is not None and not self._store(seq, now, payload):
+            payload = make(seq, self.epoch)
+        self._keep(seq, now, payload)
+        return seq, payload
+
     def append(self, seq, payload):
         """Keep event ``seq`` (== head + 1) with its frame ``payload``; on disk first."""
         now = self._clock.seconds()
-        if self._fd is not None:
-            self._write(b"%d %.3f %s\n" % (seq, now, payload))
-            self._file_entries += 1
+        if self._path is not None:
+            self._store(seq, now, payload)
+        self._keep(seq, now, payload)
+
+    def _keep(self, seq, now, payload):
         self.head = seq
         self.entries.append((seq, now, payload))
         self.bytes += len(payload) + ENTRY_OVERHEAD
@@ -124,6 +143,44 @@ class SourceLog:
                 self._fd = None
 
     # -- the file ---------------------------------------------------------------------
+
+    def _store(self, seq, now, payload):
+        """Append an entry to the file; False when the file failed just now. While it
+        is failed, events live in memory only, and a rewrite is tried every
+        RETRY_SECONDS (a full disk that has room again)."""
+        if self._fd is None:
+            if self._failed_at is None or now - self._failed_at < RETRY_SECONDS:
+                return True
+            try:
+                self._rewrite()
+            except OSError:
+                self._failed_at = now
+                return True
+            self._failed_at = None
+            log.info("event log {path} is written again", path=self._path)
+        try:
+            self._write(b"%d %.3f %s\n" % (seq, now, payload))
+        except OSError as error:
+            self._fail(error, now)
+            return False
+        self._file_entries += 1
+        return True
+
+    def _fail(self, error, now):
+        """The file cannot be written: stop using it and start a new epoch, since after a
+        crash it would not hold events clients were sent, and their numbers would be
+        given again."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._failed_at = now
+        self.epoch = new_epoch()
+        # What is kept was sent under the old epoch: a client resuming it gets a gap.
+        self.entries.clear()
+        self.bytes = 0
+        log.error("event log {path} cannot be written ({error}): its events are kept in memory "
+                  "under a new epoch until it can be written again", path=self._path,
+                  error=error.strerror or str(error))
 
     def _open(self):
         make_private_dirs(os.path.dirname(self._path))

@@ -320,3 +320,36 @@ def test_a_log_left_open_across_a_machine_restart_starts_a_new_epoch(clock, tmp_
     assert any("not closed before the machine restarted" in e.get("log_format", "") for e in warnings)
     lost.close()
 
+
+
+def test_a_log_that_cannot_be_written_goes_on_in_memory_under_a_new_epoch(clock, tmp_path, monkeypatch, warnings):
+    """When an append fails (a full disk), the event is still numbered and kept, under a
+    new epoch (the file no longer holds what clients get), with an error logged; once the
+    file can be written again (after RETRY_SECONDS) it is rewritten whole and a restart
+    finds the new epoch and every event since the failure."""
+    from sysadmd.events import retention
+
+    path = str(tmp_path / "events" / "ticker.log")
+    source_log = open_log(clock, path)
+    fill(source_log, 2)
+    old_epoch = source_log.epoch
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(retention.os, "write", full)
+    seq, frame = source_log.record(lambda seq, epoch: b'{"seq":%d,"epoch":"%s"}' % (seq, epoch.encode()))
+    assert seq == 3 and source_log.epoch != old_epoch
+    assert frame == b'{"seq":3,"epoch":"%s"}' % source_log.epoch.encode()
+    assert seqs(source_log.entries) == [3]
+    assert any("cannot be written" in e.get("log_format", "") for e in warnings)
+    monkeypatch.setattr(retention.os, "write", real_write)
+    clock.advance(retention.RETRY_SECONDS - 1)
+    fill(source_log, 1)  # too soon to retry: memory only
+    clock.advance(2)
+    fill(source_log, 1)  # retried: the file is whole again
+    source_log.close()
+    reopened = open_log(clock, path)
+    assert (reopened.epoch, seqs(reopened.entries)) == (source_log.epoch, [3, 4, 5])
+    reopened.close()
