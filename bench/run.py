@@ -143,6 +143,55 @@ def client_check(ws, cfg):
     return runs
 
 
+def wait_for_log(server, text, timeout):
+    """Wait until the server's log says ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(server.log_path) as f:
+            if text in f.read():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.kind} did not log {text!r} within {timeout} s")
+
+
+def resume(ws, cfg):
+    """The retained log at its defaults: the memory (RSS) and disk 10,000 bench events
+    cost, then resuming clients replayed all of them (the newest 10,000), against the same
+    10,000 events delivered live to one subscriber, alternating."""
+    server = start_sysadmd(ws)
+    try:
+        time.sleep(0.5)
+        rss0 = server.rss()
+        write_control(server.control, run="fill", rate=0, burst=10, count=cfg.retained)
+        wait_for_log(server, f"run ended after {cfg.retained} events", 120)
+        time.sleep(0.5)
+        rss1 = server.rss()
+        log_file = os.path.join(os.path.dirname(server.control), "state", "events", "bench.log")
+        result = {"retained": cfg.retained, "rss_before": rss0, "rss_after": rss1,
+                  "file_bytes": os.path.getsize(log_file), "rounds": []}
+        for round_ in range(cfg.rounds):
+            # Each live round publishes cfg.retained more: resume after the older ones.
+            replay = LoadClient("replay", server.url, cfg.deadline, since=cfg.retained * round_, expect=cfg.retained)
+            try:
+                replayed = replay.expect("replayed", 180)
+            finally:
+                replay.close()
+            live = LoadGroup(server.url, cfg.deadline, 1)
+            try:
+                live.start_measure(quiet=0.5, timeout=120, start_timeout=30)
+                time.sleep(0.2)
+                write_control(server.control, run=f"live{round_}", rate=0, burst=10, count=cfg.retained)
+                measured = live.measured(180)
+            finally:
+                live.close()
+            log(f"resume: round {round_ + 1}: replayed {replayed['received']:,} events in "
+                f"{replayed['elapsed_s']:.3f} s; live {measured['delivered']:,} in {measured['active_s']:.3f} s")
+            result["rounds"].append({"replay": replayed, "live": measured})
+        return result
+    finally:
+        server.stop()
+
+
 def profile(ws, cfg):
     """The fan-out with 1,000 subscribers again, sysadmd under cProfile; the functions
     taking the most time go to stderr and bench/results/profile.txt."""
@@ -328,7 +377,7 @@ def machine():
 def config(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    parser.add_argument("--only", default="fanout,client_check,connections,slow,dispatcher")
+    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--dispatch-rounds", type=int, help="dispatcher rounds (short ones: 5 by default)")
     parser.add_argument("--burst", type=int, default=10, help="events per reactor turn at saturation")
@@ -349,6 +398,7 @@ def config(argv):
     cfg.slow_events = 20000 if quick else 100000
     cfg.buffer = 1048576
     cfg.jobs = 1000
+    cfg.retained = 10000  # [events] retain_events's default
     cfg.deadline = 900
     return cfg
 
@@ -377,6 +427,7 @@ def main(argv=None):
         sat = best(r["saturation_burst1"]["rate"] for r in results.get("fanout", ())
                    if r["server"] == "sysadmd" and r["subscribers"] == 100)
         section("slow", slow_subscriber, (sat or 0) / 2 / 100)
+        section("resume", resume)
         section("dispatcher", dispatcher)
         section("profile", profile)
     finally:

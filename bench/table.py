@@ -73,6 +73,9 @@ def summarize(results, cfg):
                    else "no fan-out run to take half saturation from")
             row(f"slow subscriber: NOTE {slow['rate_events_per_s']:,.0f} events/s, not half saturation, to end "
                 f"within 90 s ({why})", None)
+    res = results.get("resume")
+    if res:
+        resume_rows(row, res)
     disp = results.get("dispatcher")
     if disp:
         rounds = disp["rounds"]
@@ -192,3 +195,23 @@ def print_table(rows):
         print(f"{r['figure'].ljust(width)}  {fmt(r['value']):>16}  {fmt(r['target']) if r['target'] else '':>10}  {met}")
     print()
 
+
+
+def resume_rows(row, res):
+    """The retained log: its memory and disk at the defaults, and replaying it."""
+    n = res["retained"]
+    growth = res["rss_after"] - res["rss_before"]
+    limit = 8 * 1024 * 1024 * 1.1  # [events] retain_bytes's default, plus 10 %
+    row(f"retention at its defaults: RSS growth for {n:,} retained bench events (KiB; on disk "
+        f"{res['file_bytes'] / KIB:,.0f} KiB)", round(growth / KIB), f"<= {limit / KIB:,.0f}", growth <= limit)
+    rounds = res["rounds"]
+    replay = [r["replay"]["received"] / r["replay"]["elapsed_s"] for r in rounds if r["replay"]["elapsed_s"]]
+    live = [r["live"]["rate"] for r in rounds]
+    complete = all(r["replay"]["received"] == n and r["replay"]["gaps"] == 0 for r in rounds)
+    row(f"resume: {n:,} retained events replayed to a resuming client (events/s; rounds "
+        f"{[round(v) for v in replay]})", round(best(replay)) if replay else None)
+    row(f"resume: the same {n:,} events live to one subscriber (events/s; rounds {[round(v) for v in live]})",
+        round(best(live)))
+    row("resume: every event replayed, once, no gap", "yes" if complete else "NO", "yes", complete)
+    ratio = best(replay) / best(live) if replay else None
+    row("resume: replay / live", None if ratio is None else round(ratio, 2), ">= 1", ratio is not None and ratio >= 1)

@@ -51,6 +51,16 @@ class IEventSource(Interface):
         """Stop producing events and release everything; returns a Deferred."""
 
 
+class IEventSnapshot(Interface):
+    """Optional, beside :class:`IEventSource`, for a source whose state is more than its
+    last event (the dispatcher's live jobs): what a client that missed events is sent
+    after the ``gap`` event, when the source keeps no last event."""
+
+    def snapshot():
+        """A list of event args (each as ``publish`` would take) describing the current
+        state; they are sent without ``seq``."""
+
+
 class IPasswordBackend(Interface):
     """Checks a username and password (``[auth] backends``)."""
 

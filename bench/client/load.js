@@ -4,6 +4,7 @@
 //   node load.js subscribe --url ws://127.0.0.1:PORT/ --n N [--stalled K] [--source bench]
 //        [--user U --password P | --token T] [--concurrency C] [--deadline SECONDS]
 //   node load.js dispatch --url ... --user U --password P --jobs 1000 --queue bench
+//   node load.js replay --url ... --user U --password P --since 0 --expect 10000
 //
 // `subscribe` opens N connections (plus K that stop reading once subscribed), signs each in
 // (the first with rpc/auth, the others with rpc/auth_token and the first one's token, so
@@ -32,6 +33,7 @@ function parseArgs(argv) {
   const opts = {
     mode: argv[0], n: 1, stalled: 0, source: 'bench', concurrency: 50, deadline: 600,
     user: null, password: null, token: null, jobs: 1000, queue: null, command: 'true',
+    since: -1, expect: 0,
   };
   for (let i = 1; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
@@ -129,7 +131,9 @@ class Subscriber {
             this.client.token = reply.args[0];
           }
           if (reply.name !== 'response') throw new Error('auth failed: ' + JSON.stringify(reply));
-          reply = await this.call('events', 'subscribe', [opts.source]);
+          this.subscribedAt = nowNs();
+          const subscription = opts.since >= 0 ? { name: opts.source, since: opts.since } : opts.source;
+          reply = await this.call('events', 'subscribe', [subscription]);
           if (reply.name !== 'response') throw new Error('subscribe failed: ' + JSON.stringify(reply));
           this.ready = true;
           this.readRaw();
@@ -201,6 +205,7 @@ class Subscriber {
   countEvent(data, i) {
     this.received++;
     const c = this.client;
+    if (this.received === c.opts.expect) this.doneAt = nowNs();
     if (!c.measuring) return;
     c.inWindow++;
     c.lastEventAt = Date.now();
@@ -230,6 +235,11 @@ class Subscriber {
     }
     const msg = JSON.parse(data.toString());
     if (msg.namespace === 'events' && msg.name === 'dropped') { this.dropped += msg.args.count; return; }
+    if (msg.namespace === 'events' && msg.name === 'gap' && msg.args.reason === 'overflow') {
+      this.dropped += msg.args.missed_to - msg.args.missed_from + 1; return;
+    }
+    if (msg.namespace === 'events' && msg.name === 'heads') return;
+    if (msg.namespace === 'events' && msg.name === 'gap') { this.gaps = (this.gaps || 0) + 1; return; }
     const resolve = this.pending.get(msg.id);
     if (resolve) { this.pending.delete(msg.id); resolve(msg); return; }
     this.other++;
@@ -402,10 +412,28 @@ async function dispatchMode(opts) {
   process.exit(0);
 }
 
+// One connection resumes `source` from `since` and times the arrival of `expect` events
+// (the daemon's retained log replayed), from the subscribe request to the last one.
+async function replayMode(opts) {
+  const client = new Client(opts);
+  const sub = new Subscriber(client, 0, false);
+  await sub.open();
+  const deadline = Date.now() + 120000;
+  while (sub.doneAt === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  // Anything beyond the expected count (there should be nothing) arrives within this.
+  await new Promise((r) => setTimeout(r, 200));
+  out({
+    event: 'replayed', expected: opts.expect, received: sub.received, gaps: sub.gaps || 0,
+    elapsed_s: sub.doneAt === undefined ? null : (sub.doneAt - sub.subscribedAt) / 1e9,
+  });
+  sub.ws.terminate();
+  process.exit(0);
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   setTimeout(() => { out({ event: 'error', error: 'deadline reached' }); process.exit(3); }, opts.deadline * 1000).unref();
-  const run = opts.mode === 'dispatch' ? dispatchMode : subscribeMode;
+  const run = { dispatch: dispatchMode, replay: replayMode }[opts.mode] || subscribeMode;
   run(opts).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); process.exit(2); });
 }
 

@@ -16,6 +16,7 @@ from collections import deque
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from sysadmd.events.resume import OVERFLOW, gap_frame
 from sysadmd.interfaces import IOutgoingQueue
 from sysadmd.protocol import envelope
 from sysadmd.protocol.dialect import EVENT_IDS, ORIGINAL, SPEC, original_frame
@@ -63,6 +64,7 @@ class Outbound:
         self._queue = deque()
         self.queued_bytes = 0
         self.dropped = 0
+        self._lost = {}
         self.paused = False
         self.closed = False
         self._dialect = SPEC
@@ -106,14 +108,14 @@ class Outbound:
         if direct is not None and not self.paused and not self._queue:
             direct(event.prepared().payloadHybi)
             return
-        self._push(self._frame_event(event), True, event.channel)
+        self._push(self._frame_event(event), True, event)
 
     def send_bounded(self, prepared):
         """Send a framed message that waits within the limit like an event (a relayed
         message at the bridge): past it, dropped or disconnected per the mode."""
         self._push(prepared, True)
 
-    def _push(self, prepared, droppable=False, source=None):
+    def _push(self, prepared, droppable=False, event=None):
         if self.closed:
             return
         if not self.paused and not self._queue:
@@ -123,13 +125,21 @@ class Outbound:
         # Once dropping has started it goes on until the queue drains, so the client
         # sees one gap (and its count), not a trickle of holes.
         if droppable and (self.dropped or self.queued_bytes + size > self.limit):
-            if source is not None:
-                source.dropped += 1
+            if event is not None:
+                event.channel.dropped += 1
             if self.mode == DISCONNECT:
                 self.close()
                 self._overflow()
-            else:
-                self.dropped += 1
+                return
+            self.dropped += 1
+            if event is not None and event.seq is not None:
+                # The range lost per source, for its gap event (a replay may come after
+                # newer events, so the ends are the lowest and highest seen), and how many.
+                lost = self._lost.get(event.channel)
+                if lost is None:
+                    self._lost[event.channel] = [event.seq, event.seq, 1]
+                else:
+                    lost[0], lost[1], lost[2] = min(lost[0], event.seq), max(lost[1], event.seq), lost[2] + 1
             return
         self._queue.append((prepared, size))
         self.queued_bytes += size
@@ -140,7 +150,19 @@ class Outbound:
             self.queued_bytes -= size
             self._write(prepared)
         if self.dropped and not self._queue and not self.paused and not self.closed:
-            count, self.dropped = self.dropped, 0
+            self._tell_losses()
+
+    def _tell_losses(self):
+        """The client caught up: a gap per source for the spec dialect (it can resume
+        from it), the count of dropped frames otherwise (and for frames of no source)."""
+        count, self.dropped = self.dropped, 0
+        lost, self._lost = self._lost, {}
+        if self._dialect == SPEC:
+            for channel, (first, last, dropped) in lost.items():
+                count -= dropped
+                frame = gap_frame(channel.log, first, OVERFLOW, last)
+                self._write(self._prepare(envelope.encode(frame)))
+        if count > 0:
             notice = envelope.event("dropped", {"count": count}, EVENT_IDS[self._dialect])
             self._write(self._prepare(envelope.encode(notice)))
 

@@ -12,7 +12,8 @@
     auth.py        password, cached token and key (auth_ssl) sign-in
     render.py      event lines, colours and tables
     follow.py      a dispatcher job's output streamed from its events
-    watch.py       ``watch``: subscribe, reconnect with backoff, re-subscribe
+    resume.py      positions in numbered events, gap lines, ``--since``
+    watch.py       ``watch``: subscribe, reconnect with backoff, resume, keep alive
     commands.py    the other subcommands
     cli.py         argument parsing and ``main``
 """

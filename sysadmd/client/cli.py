@@ -4,7 +4,12 @@
 
     sysadm [connection options] COMMAND [command options]
 
-    watch [SOURCE ...] [--json]   live events (default: dispatcher life-preserver system-state)
+    watch [SOURCE ...] [--since SOURCE=SEQ[@EPOCH]] [--json]
+                                  live events (default: dispatcher life-preserver
+                                  system-state); reconnects and resumes by itself, says
+                                  on stderr what was missed; --since (repeatable) starts
+                                  after event SEQ of SOURCE; --json prints the frames
+                                  with their seq and epoch (and the gap frames)
     state [--timeout S] [--json]  the system state: host, priority, pools
     run ID CMD [CMD ...] [--queue Q] [--timeout S] [--wait]
                                   submit a job; --wait streams its output, exits with its code
@@ -35,6 +40,7 @@ from sysadmd.client.config import load_defaults
 from sysadmd.client.connection import tls_for
 from sysadmd.client.errors import ClientError
 from sysadmd.client.render import event_line
+from sysadmd.client.resume import parse_since
 from sysadmd.client.tls import parse_fingerprint
 from sysadmd.client.watch import BUILT_IN_SOURCES, Watcher
 
@@ -113,6 +119,26 @@ def _limit(text):
     return value
 
 
+def _since(text):
+    try:
+        return parse_since(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def starting_positions(since, sources):
+    """``{source: (seq, epoch)}`` from the parsed ``--since`` values; a usage error
+    (exit status 2) for a source given twice or not watched."""
+    start = {}
+    for source, seq, epoch in since or ():
+        if source in start:
+            raise ClientError(f"--since: {source} is given twice", exit_code=2)
+        if source not in sources:
+            raise ClientError(f"--since: {source} is not watched (watching {', '.join(sources)})", exit_code=2)
+        start[source] = (seq, epoch)
+    return start
+
+
 def _connection_options(parser, suppress):
     default = {"default": argparse.SUPPRESS} if suppress else {}
     group = parser.add_argument_group("connection")
@@ -143,7 +169,11 @@ def build_parser():
 
     p = command("watch", "Follow events live, one line each.")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="event sources (default: " + " ".join(BUILT_IN_SOURCES) + ")")
-    p.add_argument("--json", action="store_true", help="print each event frame as one JSON line")
+    p.add_argument("--since", action="append", type=_since, default=[], metavar="SOURCE=SEQ[@EPOCH]",
+                   help="start after event SEQ of SOURCE (0: every event the daemon keeps) of "
+                        "its log EPOCH (default: the current one); repeatable")
+    p.add_argument("--json", action="store_true",
+                   help="print each event frame (with its seq and epoch) and each gap frame as one JSON line")
     p = command("state", "Show the system state: host, priority, ZFS pools.")
     p.add_argument("--timeout", type=_positive, default=commands.STATE_TIMEOUT, metavar="S",
                    help=f"seconds to wait for the state (default {commands.STATE_TIMEOUT:g})")
@@ -233,12 +263,15 @@ def run(reactor, options, out, environ=None):
     """Run the parsed command; fires with the exit status (never fails for a
     :class:`ClientError`: it is printed as one line)."""
     try:
+        if options.command == "watch":
+            sources = options.sources or list(BUILT_IN_SOURCES)
+            start = starting_positions(options.since, sources)
         settings(options, environ)
         target, credentials = prepare(reactor, options, environ)
         if options.command == "watch":
-            sources = options.sources or list(BUILT_IN_SOURCES)
             watcher = Watcher(reactor, lambda: commands.open_link(reactor, target), credentials,
-                              sources, bool(options.sources), _show_events(options, out), out)
+                              sources, bool(options.sources), _show_events(options, out), out,
+                              since=start, raw_gaps=options.json)
             reactor.addSystemEventTrigger("before", "shutdown", watcher.stop)
             status = yield watcher.run()
         else:

@@ -1,4 +1,5 @@
-"""``sysadm watch``: follow event sources, across dropped connections.
+"""``sysadm watch``: follow event sources, across dropped connections, without losing or
+repeating events.
 
 The first connection must work (otherwise the command fails at once, with the reason).
 After that a dropped connection is announced on stderr and retried after 1, 2, 4 ... up
@@ -10,6 +11,19 @@ token and the connection alive (the daemon closes silent connections and expires
 tokens) and detects a dead peer: with no reply in time, the connection is dropped and
 re-established. When the daemon nevertheless ends the session (an error frame with
 ``"id": null``), the watcher signs in and subscribes again on the same connection.
+
+Resuming (:mod:`sysadmd.client.resume`): the daemon numbers each source's events (``seq``
+within an ``epoch``). The watcher remembers the last event it showed of each source, and
+every subscription after the first (new connection or new sign-in) asks for what came
+after it (``{"name", "since", "epoch"}``), so nothing is lost across a reconnect; an event
+not newer than the last one shown is not shown again. ``since`` (``--since``) gives
+starting positions for the first subscription. A ``gap`` frame (the daemon no longer has
+the missed events, its log was reset, or this client read too slowly and events were
+dropped) is announced by one line on stderr, like reconnects; after an ``overflow`` the
+dropped events are fetched again by re-subscribing from the last one shown, when the
+daemon still keeps them. ``heads`` frames are not shown: when a source's events up to the
+head told by the previous heads frame have not all arrived (and no gap said why), a line
+says so and the source is re-subscribed from the last event shown.
 """
 
 from twisted.application.internet import backoffPolicy
@@ -17,7 +31,9 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sysadmd.client.auth import AuthFailed, authenticate
-from sysadmd.client.errors import CallTimeout, ClientError, ErrorReply
+from sysadmd.client.errors import CallTimeout, ClientError, ConnectionClosed, ErrorReply
+from sysadmd.client.render import source_name
+from sysadmd.client.resume import Positions
 
 #: What ``watch`` follows when no source is named.
 BUILT_IN_SOURCES = ("dispatcher", "life-preserver", "system-state")
@@ -27,13 +43,15 @@ BACKOFF_CAP = 30.0
 
 class Watcher:
     """Follows ``sources`` through links made by ``open_link()``; ``show(frame)`` gets
-    every event frame. ``explicit`` says the user named the sources: then a source the
-    daemon does not know is an error, otherwise it is skipped with a warning."""
+    every event frame to show (and the gap frames too with ``raw_gaps``). ``explicit``
+    says the user named the sources: then a source the daemon does not know is an error,
+    otherwise it is skipped with a warning. ``since`` maps sources to ``(seq, epoch or
+    None)``: start after that event."""
 
     _log = Logger()
 
     def __init__(self, clock, open_link, credentials, sources, explicit, show, out,
-                 keepalive=KEEPALIVE, backoff_cap=BACKOFF_CAP):
+                 keepalive=KEEPALIVE, backoff_cap=BACKOFF_CAP, since=None, raw_gaps=False):
         self._clock = clock
         self._open_link = open_link
         self._credentials = credentials
@@ -42,6 +60,8 @@ class Watcher:
         self._show = show
         self._out = out
         self._keepalive = keepalive
+        self._raw_gaps = raw_gaps
+        self.positions = Positions(since)
         # Called with the failed reconnections so far: 1, 2, 4 ... backoff_cap seconds. No
         # jitter, so the delays announced on stderr stay round.
         self._retry_delay = backoffPolicy(
@@ -50,6 +70,8 @@ class Watcher:
         self._warned = set()
         self._stopping = False
         self._link = None
+        self._session = None
+        self._resumed = ""
         self._loop = None
         self.subscribed = []
 
@@ -79,7 +101,7 @@ class Watcher:
                     delay = self._retry_delay(failures)
                     self._out.error(f"reconnecting failed: {e}; retrying in {delay:g} s")
                     continue
-                self._out.error(f"reconnected to {link.url}; subscribed to {', '.join(self.subscribed)}")
+                self._out.error(f"reconnected to {link.url}; subscribed to {self._resumed}")
                 break
 
     @defer.inlineCallbacks
@@ -97,22 +119,32 @@ class Watcher:
     @defer.inlineCallbacks
     def _start_session(self, link):
         session = link.session
-        session.on_event = self._show
+        self._session = session
+        session.on_event = self._event
         session.on_unsolicited_error = lambda args: self._session_ended(link, args)
         yield authenticate(session, self._credentials)
         self.subscribed = yield self._subscribe(session)
 
     @defer.inlineCallbacks
     def _subscribe(self, session):
+        where = {source: self.positions.describe([source]) for source in self._sources}
         if self._explicit:
-            reply = yield session.call("events", "subscribe", self._sources)
-            return _subscribed(reply, self._sources)
+            reply = yield self._call_subscribe(session, self._sources)
+            subscribed = _subscribed(reply, self._sources)
+        else:
+            subscribed = yield self._subscribe_each(session)
+        self._resumed = ", ".join(where.get(source, source) for source in subscribed)
+        return subscribed
+
+    @defer.inlineCallbacks
+    def _subscribe_each(self, session):
         subscribed = []
         for source in self._sources:
             try:
-                reply = yield session.call("events", "subscribe", [source])
+                reply = yield self._call_subscribe(session, [source])
             except ErrorReply as e:
-                if e.code != 400:
+                # A refused position is not a missing source: no reason to skip it.
+                if e.code != 400 or self.positions.subscription(source) != source:
                     raise
                 if source not in self._warned:
                     self._warned.add(source)
@@ -122,6 +154,53 @@ class Watcher:
         if not subscribed:
             raise ClientError("the daemon offers none of the sources " + ", ".join(self._sources))
         return subscribed
+
+    def _call_subscribe(self, session, sources):
+        """``events/subscribe`` for ``sources``, each after its last event shown. Until
+        the reply, the events of a source resumed this way are held back: the daemon
+        sends them again after it (they may come before it when the source is still
+        subscribed: after a new sign-in on the same connection, or when fetching)."""
+        items = [self.positions.subscription(source) for source in sources]
+        self.positions.hold(sources)
+
+        def release(result):
+            self.positions.release(sources)
+            return result
+
+        return session.call("events", "subscribe", items).addBoth(release)
+
+    def _event(self, frame):
+        name, args = frame.get("name"), frame.get("args")
+        if name == "heads" and isinstance(args, dict):
+            for source, line in self.positions.behind(args):
+                self._out.error(line)
+                self._fetch(source)
+            return
+        if name == "gap" and isinstance(args, dict) and "source" in args:
+            line, fetch = self.positions.gap(args)
+            if line is None:
+                return
+            self._out.error(line)
+            if self._raw_gaps:
+                self._show(frame)
+            if fetch:
+                self._fetch(args["source"])
+            return
+        if self.positions.accept(frame, source_name(name)):
+            self._show(frame)
+
+    def _fetch(self, source):
+        """Re-subscribe ``source`` from its last event shown, on the current session;
+        its events are held back until the reply (they come again after it)."""
+        if self._session is None:
+            return
+
+        def failed(failure):
+            if not failure.check(ConnectionClosed):
+                # A later heads frame shows what is still missing, and this is tried again.
+                self._out.error(f"{source}: fetching the missed events failed: {failure.getErrorMessage()}")
+
+        self._call_subscribe(self._session, [source]).addErrback(failed)
 
     def _session_ended(self, link, args):
         details = args.get("details") if isinstance(args, dict) else None

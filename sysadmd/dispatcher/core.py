@@ -252,6 +252,12 @@ class Dispatcher:
                 run.kill()
         return found
 
+    def snapshot(self):
+        """The current state as event args: one ``pending`` or ``running`` event per live
+        job (what a client that missed events is sent after a gap)."""
+        limit = self.settings.event_log_bytes
+        return [events.event(job, limit) for job in self._table.live()]
+
     def list_jobs(self):
         """``list``'s answer: queue -> job id -> commands, state, queue_position."""
         return self._scheduler.listing()

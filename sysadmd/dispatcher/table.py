@@ -36,6 +36,10 @@ class JobTable:
         if self._live.get(job.job_id) is job:
             del self._live[job.job_id]
 
+    def live(self):
+        """The pending and running jobs, in the order they were submitted."""
+        return sorted(self._live.values(), key=lambda job: job.seq)
+
     def started(self, run):
         """``run``'s job is running."""
         self._runs[run.job.seq] = run

@@ -7,6 +7,7 @@ subscribing again resends the source's cached last event.
 """
 
 from sysadmd.auth import policy
+from sysadmd.events import resume
 from sysadmd.protocol.dialect import ORIGINAL
 from sysadmd.protocol.reply import Reply
 from sysadmd.util.log import Logger
@@ -27,7 +28,10 @@ def register(router, hub):
             args = hub.known(args)
             if not args:
                 return {}
-        names, replay = hub.subscribe(session.outbound, args, resend=original)
+        resumes = None
+        if not original:
+            args, resumes = resume.parse(args)
+        names, replay = hub.subscribe(session.outbound, args, resend=original, resumes=resumes)
         log.info(
             "{user} from {peer} subscribed to {sources}",
             user=session.user,

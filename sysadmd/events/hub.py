@@ -9,6 +9,8 @@ An event is encoded in the ``spec`` dialect when published. Its ``original`` for
 speaking that dialect asks for it, so spec-only daemons pay nothing for it.
 """
 
+from sysadmd.events.resume import missed
+from sysadmd.events.retention import Retention, SystemClock
 from sysadmd.protocol import envelope
 from sysadmd.protocol.dialect import EVENT_IDS, ORIGINAL, SPEC, WithOriginal
 from sysadmd.protocol.envelope import RequestError
@@ -24,10 +26,13 @@ def _frame_prefix(name, frame_id):
 
 
 class SourceChannel:
-    """Per-source fan-out state: subscribers, the cached last event, counters."""
+    """Per-source fan-out state: subscribers, the cached last event, counters, and the
+    numbered log of recent events (:mod:`sysadmd.events.retention`)."""
 
-    def __init__(self, name, frame_name, replay_last):
+    def __init__(self, name, frame_name, replay_last, source_log):
         self.name = name
+        self.log = source_log
+        self.snapshot = None
         self.frame_name = frame_name
         self.replay_last = replay_last
         self.subscribers = set()
@@ -38,10 +43,14 @@ class SourceChannel:
         self._spec_prefix = _frame_prefix(frame_name, EVENT_IDS[SPEC])
         self._original_prefix = _frame_prefix(name, EVENT_IDS[ORIGINAL])
 
+    def spec_payload(self, args_bytes, seq, epoch):
+        """The spec dialect's frame payload: the envelope, then ``seq`` and ``epoch``."""
+        return b'%s%s,"seq":%d,"epoch":"%s"}' % (self._spec_prefix, args_bytes, seq, epoch.encode())
+
     def original_payload(self, payload, original_args=None):
         """The original dialect's payload of an event whose spec payload is
-        ``payload``: the same args bytes behind another head (no second encoding),
-        or ``original_args`` encoded when the source gave different ones."""
+        ``payload``: the same args bytes behind another head (no second encoding, no seq
+        or epoch), or ``original_args`` encoded when the source gave different ones."""
         if original_args is not None:
             try:
                 return envelope.encode(envelope.event(self.name, original_args, EVENT_IDS[ORIGINAL]))
@@ -49,7 +58,8 @@ class SourceChannel:
                 log.error("{source}: the original-dialect form of an event cannot be "
                           "encoded ({problem}); sending its spec args", source=self.name,
                           problem=str(e))
-        return self._original_prefix + payload[len(self._spec_prefix):]
+        args_end = payload.rindex(b',"seq":')
+        return self._original_prefix + payload[len(self._spec_prefix):args_end] + b"}"
 
 
 class Event:
@@ -57,10 +67,11 @@ class Event:
     and then shared by every subscriber. :attr:`original` is the same event in the
     original dialect."""
 
-    __slots__ = ("channel", "payload", "_prepare", "_prepared", "_original_args", "_original")
+    __slots__ = ("channel", "payload", "seq", "_prepare", "_prepared", "_original_args", "_original")
 
-    def __init__(self, channel, payload, prepare, original_args=None):
+    def __init__(self, channel, payload, prepare, original_args=None, seq=None):
         self.channel = channel
+        self.seq = seq
         self.payload = payload
         self._prepare = prepare
         self._prepared = None
@@ -94,15 +105,19 @@ class EventHub:
 
     log = Logger()
 
-    def __init__(self, prepare):
+    def __init__(self, prepare, retention=None):
         self._prepare = prepare
         self._channels = {}
+        self.retention = retention if retention is not None else Retention(SystemClock())
 
-    def add_source(self, name, frame_name, replay_last):
-        """Make ``name`` subscribable."""
+    def add_source(self, name, frame_name, replay_last, snapshot=None):
+        """Make ``name`` subscribable; ``snapshot()``, when given, lists the args of
+        events that describe its current state (sent after a gap)."""
         if name in self._channels:
             raise ValueError(f"event source {name!r} is already registered")
-        self._channels[name] = SourceChannel(name, frame_name, replay_last)
+        channel = SourceChannel(name, frame_name, replay_last, self.retention.open(name))
+        channel.snapshot = snapshot
+        self._channels[name] = channel
 
     def names(self):
         """The subscribable source names."""
@@ -121,8 +136,10 @@ class EventHub:
         if original is None and isinstance(args, WithOriginal):
             original = args.original
         channel = self._channels[name]
-        payload = envelope.encode(envelope.event(channel.frame_name, args))
-        event = Event(channel, payload, self._prepare, original)
+        args_bytes = envelope.encode(args)
+        # Kept (on disk) before anyone is sent it: a number is never given twice.
+        seq, payload = channel.log.record(lambda seq, epoch: channel.spec_payload(args_bytes, seq, epoch))
+        event = Event(channel, payload, self._prepare, original, seq)
         channel.published += 1
         if channel.replay_last:
             channel.last = event
@@ -160,16 +177,27 @@ class EventHub:
             )
         return names
 
-    def subscribe(self, sink, names, resend=False):
-        """Subscribe ``sink``; returns (the request's names, a function that replays the
-        cached events of the newly subscribed sources, or with ``resend`` of every named
-        source, as the original server did). Raises RequestError(400) for bad or unknown
-        names, changing nothing."""
+    def subscribe(self, sink, names, resend=False, resumes=None):
+        """Subscribe ``sink``; returns (the request's names, a function to call right
+        after the reply: it replays the cached events of the newly subscribed sources,
+        or with ``resend`` of every named source, as the original server did).
+
+        ``resumes`` maps names to :class:`sysadmd.events.resume.Resume`: those sources
+        are subscribed by the returned function itself, which first sends what the
+        client missed (or a gap and the current state), so nothing comes between.
+        Raises RequestError(400) for bad or unknown names, changing nothing."""
         names = self._checked(names)
-        new = []
+        resumes = resumes or {}
+        # A source this sink already follows is resumed too: its stream starts again after
+        # since (how a client fetches the range an overflow gap announced).
+        plans = {name: missed(self._channels[name].log, resumes[name]) for name in names if name in resumes}
+        new, resumed = [], []
         for name in names:
             channel = self._channels[name]
-            if sink not in channel.subscribers:
+            if name in plans:
+                if channel not in resumed:
+                    resumed.append(channel)
+            elif sink not in channel.subscribers:
                 channel.subscribers.add(sink)
                 new.append(channel)
             elif resend and channel not in new:
@@ -179,8 +207,31 @@ class EventHub:
             for channel in new:
                 if channel.last is not None and sink in channel.subscribers:
                     sink.send_event(channel.last)
+            for channel in resumed:
+                channel.subscribers.add(sink)
+                entries, gap = plans[channel.name]
+                if gap is None:
+                    for seq, _, payload in entries:
+                        sink.send_event(Event(channel, payload, self._prepare, seq=seq))
+                    continue
+                sink.send_frame(gap)
+                self._send_state(channel, sink)
 
         return names, replay
+
+    def _send_state(self, channel, sink):
+        """A source's current state, after a gap: its cached last event, or the frames
+        its ``snapshot`` gives (the dispatcher's pending and running jobs)."""
+        if channel.last is not None:
+            sink.send_event(channel.last)
+        elif channel.snapshot is not None:
+            try:
+                states = list(channel.snapshot())
+            except Exception:
+                self.log.failure("{source}: its snapshot failed", source=channel.name)
+                return
+            for args in states:
+                sink.send_frame(envelope.event(channel.frame_name, args))
 
     def unsubscribe(self, sink, names):
         """Unsubscribe ``sink``; returns the request's names. Raises RequestError(400) for

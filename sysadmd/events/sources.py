@@ -13,7 +13,7 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.context import SourceContext
-from sysadmd.interfaces import IEventSource
+from sysadmd.interfaces import IEventSnapshot, IEventSource
 from sysadmd.util.log import Logger
 from sysadmd.util.timers import cancel_call
 
@@ -83,7 +83,8 @@ class SourcesService(Service):
         try:
             source = factory.build(context)
             verifyObject(IEventSource, source)
-            self._hub.add_source(source.name, source.frame_name, bool(source.replay_last))
+            snapshot = source.snapshot if IEventSnapshot.providedBy(source) else None
+            self._hub.add_source(source.name, source.frame_name, bool(source.replay_last), snapshot)
         except Invalid as e:
             self.log.error(
                 "event source {source} disabled: {problem}", source=name, problem=str(e).strip()

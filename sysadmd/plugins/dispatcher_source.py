@@ -9,10 +9,10 @@ from twisted.internet import defer
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from sysadmd.interfaces import IEventSource, IEventSourceFactory
+from sysadmd.interfaces import IEventSnapshot, IEventSource, IEventSourceFactory
 
 
-@implementer(IEventSource)
+@implementer(IEventSource, IEventSnapshot)
 class DispatcherSource:
     """Forwards the dispatcher's events to the hub while started."""
 
@@ -31,6 +31,10 @@ class DispatcherSource:
         self._publish = publish
         self._dispatcher.add_listener(publish)
         return defer.succeed(None)
+
+    def snapshot(self):
+        """The pending and running jobs as events (sent after a gap)."""
+        return self._dispatcher.snapshot()
 
     def stop(self):
         """Stop listening."""

@@ -15,7 +15,9 @@ from sysadmd.config import ConfigError, ConfigErrors, find_default_config
 from sysadmd.dispatcher import api as dispatcher_api
 from sysadmd.dispatcher.service import build_dispatcher
 from sysadmd.events import handlers as event_handlers
+from sysadmd.events.heads import HeadsService
 from sysadmd.events.hub import EventHub
+from sysadmd.events.retention import Retention
 from sysadmd.events.sources import SourcesService
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.rpc import handlers as rpc_handlers
@@ -96,7 +98,10 @@ def build_service(options, reactor):
         raise ConfigErrors(errors)
 
     router = Router()
-    hub = EventHub(prepare_text)
+    events = config["events"]
+    retention = Retention(reactor, config.state_dir, events["retain_events"], events["retain_seconds"],
+                          events["retain_bytes"])
+    hub = EventHub(prepare_text, retention)
     factory = SysadmServerFactory(
         reactor, ConnectionSettings.from_config(config), router, hub, tokens, bans
     )
@@ -109,6 +114,8 @@ def build_service(options, reactor):
         dispatcher_service,
         # Password checks' threads: started before the ports open, stopped after they close.
         auth_threads,
+        # Heads while there are subscribers; the logs' files close after the sources stop.
+        HeadsService(reactor, hub, events["heads_interval"]),
         SourcesService(reactor, hub, factories, config, services={"dispatcher": dispatcher}),
         ConnectionsService(reactor, factory),
         # Relayed clients share the factory's parts; their links close before the dispatcher stops.

@@ -9,10 +9,15 @@
 // load: the signed-in user's name was read before it was shown). On failure it prints the error, the page's console
 // and a screenshot path, and exits 1. Exit 3 means Chromium could not be launched at all.
 // Any console error or CSP violation on the page fails the scenario.
+//
+// A scenario in which the test has a part to play (cutting the connection, restarting the
+// daemon, running jobs) prints "STEP <name>" at each point and waits for the test's answer,
+// one JSON line on stdin (`step`).
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import readline from "node:readline";
 import { chromium } from "playwright-core";
 
 const CHROMIUM = process.env.SYSADMD_CHROMIUM || "/usr/bin/chromium";
@@ -126,6 +131,109 @@ async function expectVisible(page, selector, message) {
 
 async function expectCount(page, selector, count) {
   await eventually(async () => assert.equal(await page.locator(selector).count(), count, `count of ${selector}`));
+}
+
+let answers = null;
+
+// Tell the test that step `name` is reached; resolves with its answer (a JSON line).
+async function step(name) {
+  if (!answers) answers = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  console.log(`STEP ${name}`);
+  const { value, done } = await answers.next();
+  if (done) throw new Error(`the test went away at step ${name}`);
+  return JSON.parse(value);
+}
+
+// Records every state each job's row shows, from now on: window.__jobs = {id: [states]}.
+async function recordJobStates(page) {
+  await page.evaluate(() => {
+    window.__jobs = {};
+    const note = () => {
+      for (const body of document.querySelectorAll("#jobs tbody[data-job]")) {
+        const states = (window.__jobs[body.dataset.job] ||= []);
+        if (states[states.length - 1] !== body.dataset.state) states.push(body.dataset.state);
+      }
+    };
+    note();
+    new MutationObserver(note).observe(document.getElementById("jobs"),
+      { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+  });
+}
+
+// Records every text the connection status shows, from now on: window.__conn.
+async function recordConn(page) {
+  await page.evaluate(() => {
+    window.__conn = [];
+    const conn = document.getElementById("conn");
+    new MutationObserver(() => window.__conn.push(conn.textContent))
+      .observe(conn, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+// Every numbered event and every gap the page receives, in order, seen from outside the
+// page (through every socket it opens). Call before the page loads.
+function recordFrames(page) {
+  const frames = [];
+  page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => {
+    let frame;
+    try {
+      frame = JSON.parse(String(payload));
+    } catch (err) {
+      return;
+    }
+    if (frame.namespace === "events" && (frame.seq !== undefined || frame.name === "gap")) frames.push(frame);
+  }));
+  return frames;
+}
+
+// The daemon's side of "none twice, none missing": within an epoch the page is sent the
+// dispatcher's events one number apart, but after a gap (then from its head on).
+function checkNumbering(frames) {
+  let epoch = null;
+  let last = null;
+  for (const f of frames) {
+    if (f.name === "gap" && f.args.source === "dispatcher") {
+      [epoch, last] = [f.args.epoch, f.args.head];
+    } else if (f.name === "dispatcher") {
+      if (f.epoch === epoch) assert.equal(f.seq, last + 1, `dispatcher event ${f.seq} after ${last}`);
+      [epoch, last] = [f.epoch, f.seq];
+    }
+  }
+}
+
+// The password prompt shown after a daemon restart (its tokens are gone): sign in again.
+async function signInAgain(page) {
+  await page.locator("#login").waitFor({ state: "visible" });
+  await expectText(page, "#error", /session has ended/);
+  await page.fill("#login-password", params.password);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("#main").waitFor({ state: "visible" });
+  await page.waitForFunction(() => document.getElementById("conn").textContent === "connected");
+}
+
+const snapshotText = (dataset) => `New snapshot of ${dataset}`;
+
+// Each job went pending, running, finished exactly once (a job shown again would have
+// gone back to pending), and each snapshot is one entry of the Life Preserver feed. To be
+// read once the page has shown an event that came after all of them.
+async function expectEachOnce(page, ids, datasets) {
+  const states = await page.evaluate(() => window.__jobs);
+  for (const id of ids) assert.deepEqual(states[id], ["pending", "running", "finished"], `states of ${id}`);
+  const messages = await page.locator("#lp-feed li:not(.gap) .message").allTextContents();
+  for (const dataset of datasets) {
+    assert.equal(messages.filter((m) => m === snapshotText(dataset)).length, 1, `entries of ${dataset}: ${messages}`);
+  }
+}
+
+async function waitForFinished(page, ids) {
+  for (const id of ids) await waitForState(page, id, "finished");
+}
+
+async function expectSnapshots(page, datasets) {
+  await eventually(async () => {
+    const messages = await page.locator("#lp-feed li:not(.gap) .message").allTextContents();
+    for (const dataset of datasets) assert.ok(messages.includes(snapshotText(dataset)), `no entry of ${dataset}: ${messages}`);
+  });
 }
 
 // --- scenarios ------------------------------------------------------------------------
@@ -300,6 +408,160 @@ const scenarios = {
     await page.locator("#login").waitFor({ state: "visible" });
     await eventually(async () => assert.equal(
       await page.evaluate(() => sessionStorage.getItem("sysadmd.token")), null));
+  },
+
+  // The page's connection is cut (the test drops it at a TCP proxy) while jobs run and
+  // snapshots are made; after it reconnects each is shown exactly once. Then again across
+  // a daemon restart (the events are kept on disk), and then the missed events are gone
+  // (a log of 2 events, then a lost log): the page shows a gap (and fetches the snapshots
+  // still kept).
+  async resume(page) {
+    const frames = recordFrames(page);
+    await signIn(page, "admin", params.password);
+    await recordJobStates(page);
+    await recordConn(page);
+    await step("signed-in");  // the test runs "before", snapshots tank/before
+    await waitForState(page, "before", "finished");
+    await expectSnapshots(page, ["tank/before"]);
+    let ids = ["before"];
+    let datasets = ["tank/before"];
+
+    // 1. A network drop; the daemon stays up, the page reconnects with its token.
+    await step("seen");  // the test cuts, runs drop-1 and drop-2, snapshots them, restores
+    await waitForFinished(page, ["drop-1", "drop-2"]);
+    await expectSnapshots(page, ["tank/drop-1", "tank/drop-2"]);
+    assert.ok(await page.evaluate(() => window.__conn.some((t) => /connection lost/.test(t))),
+      "the page never saw its connection drop");
+    await step("resumed-1");  // the test runs live-1: all that was missed is in by its end
+    await waitForState(page, "live-1", "finished");
+    ids = [...ids, "drop-1", "drop-2", "live-1"];
+    datasets = [...datasets, "tank/drop-1", "tank/drop-2"];
+    await expectEachOnce(page, ids, datasets);
+    await expectHidden(page, "#login", "the page asked for the password after a network drop");
+    await expectCount(page, ".gap", 0);
+
+    // 2. A daemon restart: "old" ran before it, tank/stopped was made while it was
+    // stopped, "new" after it. Its tokens are gone: the page asks for the password.
+    await step("checked-1");
+    await signInAgain(page);
+    await waitForFinished(page, ["old", "new"]);
+    await expectSnapshots(page, ["tank/stopped"]);
+    await step("resumed-2");  // the test runs live-2
+    await waitForState(page, "live-2", "finished");
+    ids = [...ids, "old", "new", "live-2"];
+    datasets = [...datasets, "tank/stopped"];
+    await expectEachOnce(page, ids, datasets);
+    await expectCount(page, ".gap", 0);
+
+    // 3. Restarted keeping 2 events per source, after 3 more jobs and 3 snapshots: the
+    // events the page missed expired, but for the last 2 of each.
+    await step("checked-2");
+    await signInAgain(page);
+    // (Playwright may tell of a frame after the page has shown it.)
+    const expiredGap = (source) => eventually(async () => {
+      const frame = frames.find((f) => f.name === "gap" && f.args.reason === "expired" && f.args.source === source);
+      assert.ok(frame, `no expired gap of ${source} received`);
+      return frame.args;
+    });
+    const expired = '#jobs-gaps .gap[data-source="dispatcher"][data-reason="expired"]';
+    await expectCount(page, expired, 1);
+    const gap = await expiredGap("dispatcher");
+    assert.ok(gap.first_available - 1 > gap.missed_from && gap.head >= gap.first_available, JSON.stringify(gap));
+    await expectText(page, `${expired} .message`, `Missed events ${gap.missed_from}-${gap.first_available - 1} ` +
+      "of dispatcher (expired: no longer kept by the daemon); showing the current state.");
+    await expectCount(page, "#jobs-gaps .gap", 1);
+    // The feed fetches the snapshots still kept: the last 2.
+    const lpExpired = '#lp-feed .gap[data-source="life-preserver"][data-reason="expired"]';
+    await expectCount(page, lpExpired, 1);
+    const lpGap = await expiredGap("life-preserver");
+    await expectText(page, `${lpExpired} .message`, `Missed event ${lpGap.missed_from} of life-preserver ` +
+      `(expired: no longer kept by the daemon); ${lpGap.first_available}-${lpGap.head} (still kept) fetched.`);
+    await expectSnapshots(page, ["tank/expired-2", "tank/expired-3"]);
+    // Newest first, the gap in its place (below the events fetched after it).
+    await eventually(async () => assert.deepEqual(
+      (await page.locator("#lp-feed li").evaluateAll((lis) => lis.map((li) => li.className || li.querySelector(".message").textContent)))
+        .slice(0, 4),
+      [snapshotText("tank/expired-3"), snapshotText("tank/expired-2"), "gap", snapshotText("tank/stopped")]));
+    datasets = [...datasets, "tank/expired-2", "tank/expired-3"];
+    // Their events are gone, but the jobs are not: the page asked for the history.
+    await waitForFinished(page, ["expired-1", "expired-2", "expired-3"]);
+    const states = await page.evaluate(() => window.__jobs);
+    for (const id of ["expired-1", "expired-2", "expired-3"]) assert.deepEqual(states[id], ["finished"], id);
+    await expectEachOnce(page, ids, datasets);
+    await expectCount(page, `#lp-feed li:not(.gap) .message:text-is("${snapshotText("tank/expired-1")}")`, 0);
+
+    // 4. Restarted without its event logs: every source has a new epoch.
+    await step("gap-expired");
+    await signInAgain(page);
+    for (const [list, source] of [["#jobs-gaps", "dispatcher"], ["#state-gaps", "system-state"], ["#lp-feed", "life-preserver"]]) {
+      const entry = `${list} .gap[data-source="${source}"][data-reason="epoch_changed"]`;
+      await expectCount(page, entry, 1);
+      await expectText(page, `${entry} .message`, new RegExp(`^Missed events of ${source} after event \\d+ ` +
+        "\\(epoch changed: the daemon's event log was lost or reset\\); showing the current state\\.$"));
+    }
+    await waitForState(page, "new-epoch", "finished");
+    for (const reason of ["expired", "epoch_changed"]) {
+      await expectVisible(page, `#jobs-gaps .gap[data-reason="${reason}"]`, `the ${reason} gap is not shown`);
+    }
+    checkNumbering(frames);
+  },
+
+  // An overflow gap, as the daemon sends it to a page that read too slowly: the page's
+  // socket (routed through Playwright) loses the events of two jobs, a third one comes
+  // through, and the gap says which were lost. The page fetches them again, shows each
+  // once, and the third one not twice.
+  async overflow(page) {
+    const state = { dropping: false, dropped: [], subscribes: [], toPage: null, epoch: null, last: 0 };
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      state.toPage = (frame) => ws.send(JSON.stringify(frame));
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.name === "subscribe") state.subscribes.push(frame.args);
+        server.send(message);
+      });
+      server.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.name === "dispatcher" && frame.seq !== undefined) {
+          state.epoch = frame.epoch;
+          state.last = Math.max(state.last, frame.seq);
+          if (state.dropping) {
+            state.dropped.push(frame.seq);
+            return;
+          }
+        }
+        ws.send(message);
+      });
+    });
+    await signIn(page, "admin", params.password);
+    await recordJobStates(page);
+    await step("signed-in");  // the test runs "before"
+    await waitForState(page, "before", "finished");
+
+    state.dropping = true;
+    const { head } = await step("dropping");  // the test runs lost-1 and lost-2
+    await eventually(async () => assert.equal(state.dropped[state.dropped.length - 1], head));
+    state.dropping = false;
+    await expectCount(page, `${jobRow("lost-1")}, ${jobRow("lost-2")}`, 0);
+    await step("passing");  // the test runs "through"
+    await waitForState(page, "through", "finished");
+
+    const [from, to] = [state.dropped[0], state.dropped[state.dropped.length - 1]];
+    state.toPage({
+      namespace: "events", name: "gap", id: "none",
+      args: { source: "dispatcher", epoch: state.epoch, missed_from: from, missed_to: to,
+              first_available: 1, head: state.last, reason: "overflow" },
+    });
+    const entry = '#jobs-gaps .gap[data-source="dispatcher"][data-reason="overflow"]';
+    await expectCount(page, entry, 1);
+    await waitForFinished(page, ["lost-1", "lost-2"]);
+    await expectText(page, `${entry} .message`,
+      `Missed events ${from}-${to} of dispatcher (overflow: this page fell behind); fetched again.`);
+    assert.deepEqual(state.subscribes[state.subscribes.length - 1],
+      [{ name: "dispatcher", since: from - 1, epoch: state.epoch }]);
+    await step("fetched");  // the test runs "after"
+    await waitForState(page, "after", "finished");
+    await expectEachOnce(page, ["before", "lost-1", "lost-2", "through", "after"], []);
   },
 };
 

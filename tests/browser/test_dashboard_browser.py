@@ -3,15 +3,21 @@
 The browser side is ``dashboard.mjs`` (Node, playwright-core driving Debian's
 ``/usr/bin/chromium``); each test starts a daemon, prepares what the page should show,
 runs one scenario, and checks the daemon's side with an independent WebSocket client.
+A scenario in which the test acts midway (cutting the page's connection, restarting the
+daemon) runs as a :class:`Conversation`.
 ``setup.sh`` installs Chromium and playwright-core when they are missing. The tests skip
 only when Chromium cannot be installed or launched here, and say why.
 """
 
 import json
 import os
+import queue
 import shutil
+import socket
 import subprocess
+import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -30,6 +36,7 @@ tank     107G  13.1G  93.9G        -         -     6%    12%  1.00x    ONLINE  -
 """
 
 SNAPSHOT_LINE = "Fri Nov 27 10:00:00 UTC 2026: Creating snapshot on tank/data\n"
+PASSWORD = "admin-secret-pw"
 
 
 def _missing():
@@ -112,7 +119,9 @@ def _daemon(make_daemon, tmp_path, server_extra="", listen="tcp:0:interface=127.
         f"log_dir = {lp_dir}\n"
         "poll_interval = 0.2\n"
     )
-    d = make_daemon(config, start=False)
+    # No ticker plugin: installing one sets the daemon's PYTHONPATH to the plugin alone,
+    # and a daemon started from a worktree would then run the installed sysadmd instead.
+    d = make_daemon(config, ticker=False, start=False)
     d.add_user("admin", "admin-secret-pw", "full")
     d.add_user("viewer", "viewer-secret-pw", "limited")
     d.lp_log = lp_dir / "lpreserver.log"
@@ -204,3 +213,306 @@ def test_served_over_tls_the_page_uses_wss(browser, make_daemon, tmp_path):  # n
                      listen="ssl:0:interface=127.0.0.1")
     assert daemon.url.startswith("wss://")
     scenario(daemon, "tls", tmp_path, password="admin-secret-pw")
+
+
+# --- resuming after the connection drops ------------------------------------------------
+
+
+class Conversation:
+    """A scenario run in the background that stops at each of its steps (``STEP name`` on
+    its stdout) until the test answers (:meth:`go`), so the test can act in between."""
+
+    def __init__(self, daemon, name, tmp_path, **params):
+        params.update(scenario=name, artifacts=str(tmp_path))
+        self.daemon = daemon
+        self.output = []
+        self.errors = []
+        self._lines = queue.Queue()
+        self.process = subprocess.Popen(
+            ["node", SCRIPT, json.dumps(params)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=HERE,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.errors.extend(self.process.stderr), daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def at(self, step, timeout=90):
+        """Wait until the page has reached ``step``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                self.fail(f"the page did not reach step {step} within {timeout} s")
+            if line is None:
+                self.process.wait(10)
+                self.fail(f"the scenario ended (exit {self.process.returncode}) before step {step}")
+            if line == f"STEP {step}":
+                return
+            self.output.append(line)
+
+    def go(self, **answer):
+        """Let the page go on past its step (``answer`` is what ``step`` returns there)."""
+        self.process.stdin.write(json.dumps(answer) + "\n")
+        self.process.stdin.flush()
+
+    def finish(self, timeout=90):
+        """Wait for the scenario's end; fails unless it passed."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the scenario did not end within {timeout} s")
+        if self.process.returncode != 0:
+            self.fail(f"the scenario failed (exit {self.process.returncode})")
+
+    def fail(self, why):
+        self.close()
+        time.sleep(0.2)  # the rest of its stderr
+        raise AssertionError(f"{why}:\n" + "\n".join(self.output) + "\n" + "".join(self.errors)
+                             + "\n--- daemon log ---\n" + self.daemon.log_text()[-4000:])
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class Cutter:
+    """A TCP proxy between the page and the daemon that drops every connection at once
+    (:meth:`cut`: the page sees its socket die without a close, code 1006, as when the
+    network goes) and holds new ones until :meth:`restore`; then it connects them to
+    ``target()``, the daemon's address at that time (a restarted one has a new port)."""
+
+    def __init__(self, target):
+        self._target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._sockets = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        self._open.wait()
+        try:
+            if self._closed:
+                raise OSError("closed")
+            upstream = socket.create_connection(self._target(), timeout=10)
+            upstream.settimeout(None)
+        except OSError:
+            conn.close()
+            return
+        with self._lock:
+            cut = not self._open.is_set()  # cut meanwhile
+            if not cut:
+                self._sockets.update((conn, upstream))
+        if cut:
+            conn.close()
+            upstream.close()
+            return
+        back = threading.Thread(target=self._pump, args=(upstream, conn), daemon=True)
+        back.start()
+        self._pump(conn, upstream)
+        back.join()
+        with self._lock:
+            self._sockets.difference_update((conn, upstream))
+        conn.close()
+        upstream.close()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """Drop every connection, and hold new ones."""
+        with self._lock:
+            self._open.clear()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self):
+        """Let connections through again (the held ones first)."""
+        self._open.set()
+
+    def close(self):
+        self._closed = True
+        self._server.close()
+        self.cut()
+        self._open.set()
+
+
+def _address(daemon):
+    url = urlsplit(daemon.url)
+    return url.hostname, url.port
+
+
+def _watcher(daemon):
+    """A client following the daemon's dispatcher and Life Preserver events."""
+    client = Client(daemon.url)
+    assert client.login("admin", PASSWORD)["name"] == "response"
+    reply = client.call("events", "subscribe", ["dispatcher", "life-preserver"])
+    assert reply["name"] == "response", reply
+    return client
+
+
+def _event(client, name, match, timeout=20):
+    """The next ``name`` event of ``client`` whose args satisfy ``match``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = client.next_event(name, timeout=max(0.01, deadline - time.monotonic()))
+        if match(frame["args"]):
+            return frame
+
+
+def _run(client, job_id):
+    """Run ``echo <job_id>``; returns its finished event, once published."""
+    reply = client.call("rpc", "dispatcher", {"action": "run", job_id: [f"echo {job_id}"]})
+    assert reply["args"] == {"started": [job_id]}, reply
+    return _event(client, "dispatcher",
+                  lambda a: a.get("process_id") == job_id and a.get("state") == "finished")
+
+
+def _write_snapshot(daemon, dataset):
+    with open(daemon.lp_log, "a") as f:
+        f.write(f"Fri Nov 27 10:00:00 UTC 2026: Creating snapshot on {dataset}\n")
+
+
+def _snapshot_published(client, dataset):
+    _event(client, "life_preserver", lambda a: a.get("message") == f"New snapshot of {dataset}")
+
+
+def _snapshot(daemon, client, dataset):
+    """Make Life Preserver log a snapshot of ``dataset``; returns once it is published."""
+    _write_snapshot(daemon, dataset)
+    _snapshot_published(client, dataset)
+
+
+def test_resumes_after_its_connection_drops(browser, make_daemon, tmp_path):  # noqa: F811
+    """Jobs and snapshots made while the page is cut off (network drop, daemon restart) show exactly once after it reconnects; missed events that are gone show as a gap."""
+    daemon = _daemon(make_daemon, tmp_path)
+    watcher = _watcher(daemon)
+    cutter = Cutter(lambda: _address(daemon))
+    page = Conversation(daemon, "resume", tmp_path, url=f"http://127.0.0.1:{cutter.port}/",
+                        password=PASSWORD)
+    try:
+        page.at("signed-in")
+        _run(watcher, "before")
+        _snapshot(daemon, watcher, "tank/before")
+        page.go()
+
+        # 1. The network drops; the daemon stays up.
+        page.at("seen")
+        cutter.cut()
+        for n in (1, 2):
+            _run(watcher, f"drop-{n}")
+            _snapshot(daemon, watcher, f"tank/drop-{n}")
+        cutter.restore()
+        page.go()
+        page.at("resumed-1")
+        _run(watcher, "live-1")
+        page.go()
+
+        # 2. Dropped, and the daemon restarted meanwhile: "old" runs before the restart,
+        # a snapshot is made while it is stopped (published when it starts), "new" after.
+        page.at("checked-1")
+        cutter.cut()
+        _run(watcher, "old")
+        watcher.close()
+        daemon.stop()
+        _write_snapshot(daemon, "tank/stopped")
+        daemon.start()
+        watcher = _watcher(daemon)
+        _snapshot_published(watcher, "tank/stopped")
+        _run(watcher, "new")
+        cutter.restore()
+        page.go()
+        page.at("resumed-2")
+        _run(watcher, "live-2")
+        page.go()
+
+        # 3. Restarted keeping 2 events per source, and 3 jobs and snapshots made: what
+        # the page missed has expired, but for the last 2 of each.
+        page.at("checked-2")
+        cutter.cut()
+        watcher.close()
+        daemon.stop()
+        daemon.config_path.write_text(daemon.config_path.read_text() + "\n[events]\nretain_events = 2\n")
+        daemon.start()
+        watcher = _watcher(daemon)
+        for n in (1, 2, 3):
+            _run(watcher, f"expired-{n}")
+            _snapshot(daemon, watcher, f"tank/expired-{n}")
+        cutter.restore()
+        page.go()
+
+        # 4. Restarted without its event logs: new epochs.
+        page.at("gap-expired")
+        cutter.cut()
+        watcher.close()
+        daemon.stop()
+        shutil.rmtree(os.path.join(daemon.state_dir, "events"))
+        daemon.start()
+        watcher = _watcher(daemon)
+        _run(watcher, "new-epoch")
+        cutter.restore()
+        page.go()
+        page.finish()
+    finally:
+        page.close()
+        watcher.close()
+        cutter.close()
+
+
+def test_fetches_an_overflowed_range_again(browser, daemon, tmp_path):
+    """After an overflow gap (two jobs' events lost, a later job's received) the page fetches the range again and shows every job's events exactly once."""
+    watcher = _watcher(daemon)
+    page = Conversation(daemon, "overflow", tmp_path, url=daemon.url.replace("ws", "http", 1) + "/",
+                        password=PASSWORD)
+    try:
+        page.at("signed-in")
+        _run(watcher, "before")
+        page.go()
+        page.at("dropping")
+        _run(watcher, "lost-1")
+        head = _run(watcher, "lost-2")["seq"]
+        page.go(head=head)
+        page.at("passing")
+        _run(watcher, "through")
+        page.go()
+        page.at("fetched")
+        _run(watcher, "after")
+        page.go()
+        page.finish()
+    finally:
+        page.close()
+        watcher.close()

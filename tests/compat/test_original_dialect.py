@@ -228,10 +228,13 @@ def test_a_spec_client_beside_it_keeps_the_spec_shapes(qt):
         log_line(lp_log, "Creating snapshot on tank/spec")
         args = {"message": "New snapshot of tank/spec", "priority": "1 - Information",
                 "class": "snapshot"}
-        assert spec.next_event("life_preserver", timeout=15) == {
+        event = spec.next_event("life_preserver", timeout=15)
+        assert {k: event[k] for k in ("namespace", "name", "id", "args")} == {
             "namespace": "events", "name": "life_preserver", "id": "none", "args": args}
-        assert original.next_event("life-preserver", timeout=15)["args"] == dict(
-            args, message=f"{D}: New snapshot of tank/spec")
+        assert sorted(event) == ["args", "epoch", "id", "name", "namespace", "seq"]  # numbered, spec only
+        theirs = original.next_event("life-preserver", timeout=15)
+        assert theirs["args"] == dict(args, message=f"{D}: New snapshot of tank/spec")
+        assert "seq" not in theirs and "epoch" not in theirs
         unknown = spec.call("events", "subscribe", ["no-such-source"])
         assert unknown["args"]["code"] == 400
     finally:

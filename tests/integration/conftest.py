@@ -12,12 +12,13 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
 def install_plugins(tmp_path, *names):
     """Install plugins of tests/fixtures (by module name) out of tree, as a third party
-    would; returns the PYTHONPATH entry."""
+    would; returns the daemon's PYTHONPATH: that root, then the tests' own PYTHONPATH (a
+    checkout being tested from there, e.g. a git worktree, stays the sysadmd imported)."""
     root = tmp_path / "plugin-root"
     (root / "sysadmd" / "plugins").mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copy(os.path.join(FIXTURES, f"{name}.py"), root / "sysadmd" / "plugins" / f"{name}.py")
-    return str(root)
+    return os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
 
 
 def install_ticker(tmp_path):

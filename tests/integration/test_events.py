@@ -1,5 +1,6 @@
 """The events namespace against the real daemon, with an out-of-tree plugin."""
 
+import json
 import socket
 import time
 
@@ -149,20 +150,21 @@ def test_stalled_subscriber_is_bounded_and_others_keep_receiving(make_daemon):
     assert produced_kib > 8 * 1024, "the ticker produced too little to test anything"
     assert growth_kib < 16 * 1024, f"daemon grew {growth_kib} KiB while {produced_kib} KiB were published"
     # The stalled client was not allowed to grow the daemon: its events were dropped,
-    # and it is told how many once it reads again.
+    # and once it reads again a gap names the seqs it lost.
     stalled.settimeout(10)
     window = b""
     deadline = time.monotonic() + 20
-    while b'"name":"dropped"' not in window and time.monotonic() < deadline:
+    while b'"name":"gap"' not in window and time.monotonic() < deadline:
         chunk = stalled.recv(1 << 20)
         assert chunk, "connection closed"
-        window = window[-200:] + chunk  # keep only enough to span a split frame
-    assert b'"name":"dropped"' in window
-    index = window.index(b'"name":"dropped"')
-    while b"}" not in window[index:]:
+        window = window[-400:] + chunk  # keep only enough to span a split frame
+    assert b'"name":"gap"' in window
+    index = window.index(b'"name":"gap"')
+    while b"}}" not in window[index:]:
         window += stalled.recv(4096)
-    count = int(window[index:].split(b'"count":')[1].split(b"}")[0])
-    assert count > 100
+    args = json.loads(window[index:].split(b'"args":', 1)[1].split(b"}}", 1)[0] + b"}")
+    assert args["reason"] == "overflow" and args["source"] == "ticker"
+    assert args["missed_to"] - args["missed_from"] + 1 > 100
     stalled.close()
     healthy.close()
 

@@ -90,7 +90,8 @@ def test_each_relayed_client_authenticates_on_its_own():
 
 
 def test_events_go_to_subscribed_relayed_clients_with_the_hubs_payload():
-    """The hub's encoded payload is sent behind the client's id line, to subscribers only."""
+    """The hub's encoded payload, seq and epoch included, is sent behind the client's id
+    line, to subscribers only."""
     link = Link()
     link.clients.bridge_event(["c1", "c2"])
     link.login("c1")
@@ -99,8 +100,9 @@ def test_events_go_to_subscribed_relayed_clients_with_the_hubs_payload():
     link.take()
     link.hub.publish("demo", {"n": 1})
     [prepared] = link.written
+    epoch = link.hub.channel("demo").log.epoch
     assert prepared.payload == b"c1\n" + json.dumps(
-        {"namespace": "events", "name": "demo_frame", "id": "none", "args": {"n": 1}},
+        {"namespace": "events", "name": "demo_frame", "id": "none", "args": {"n": 1}, "seq": 1, "epoch": epoch},
         separators=(",", ":"),
     ).encode()
 
@@ -176,7 +178,8 @@ def test_message_limits_apply_per_client():
 
 def test_a_paused_link_queues_and_drops_events_per_client():
     """While the link's transport is full, each client's events wait within its buffer;
-    beyond, they are dropped and counted, and the client is told once it drains."""
+    beyond, they are dropped, and once it drains the client gets a gap naming exactly
+    the seqs it lost (it can resume from it)."""
     link = Link(subscriber_buffer_bytes=4096, slow_subscriber="drop")
     link.clients.bridge_event(["c1"])
     link.login("c1")
@@ -190,8 +193,11 @@ def test_a_paused_link_queues_and_drops_events_per_client():
     received = link.take()
     numbers = [frame["args"]["n"] for _, frame in received if frame["name"] == "demo_frame"]
     assert 0 < len(numbers) < 20 and numbers == list(range(len(numbers)))
-    assert received[-1][1]["name"] == "dropped"
-    assert received[-1][1]["args"]["count"] == 20 - len(numbers)
+    gap = received[-1][1]
+    assert gap["name"] == "gap" and gap["args"]["reason"] == "overflow" and gap["args"]["source"] == "demo"
+    # seq n + 1 carries args n: delivered 1..len(numbers), lost the rest up to 20.
+    assert (gap["args"]["missed_from"], gap["args"]["missed_to"]) == (len(numbers) + 1, 20)
+    assert (gap["args"]["first_available"], gap["args"]["head"]) == (1, 20)
 
 
 def test_closing_the_link_ends_every_session():

@@ -48,9 +48,17 @@ class FakePeer:
                      "args": {"code": e.code, "message": REASONS.get(e.code, ""), "details": e.details}}
         self.session.text_received(json.dumps(reply))
 
-    def push(self, name, args, frame_id="none"):
-        """Send an event frame to the session."""
-        self.session.text_received(json.dumps({"namespace": "events", "name": name, "id": frame_id, "args": args}))
+    def push(self, name, args, frame_id="none", **fields):
+        """Send an event frame to the session; ``fields`` are more top-level keys
+        (``seq``, ``epoch``)."""
+        frame = {"namespace": "events", "name": name, "id": frame_id, "args": args}
+        frame.update(fields)
+        self.session.text_received(json.dumps(frame))
+
+    def reply(self, request, args):
+        """Answer ``request`` (a frame in :attr:`sent` that got no reply) now."""
+        self.session.text_received(json.dumps(
+            {"namespace": request["namespace"], "name": "response", "id": request["id"], "args": args}))
 
     def requests(self, namespace=None, name=None):
         """The frames sent so far, optionally only those of one call."""

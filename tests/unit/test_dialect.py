@@ -87,7 +87,9 @@ def test_spec_subscribers_never_cause_an_original_encoding(hub, prepare):
     hub.subscribe(sinks[2], ["system-state"])
     hub.publish("system-state", {"hostname": "nas1"})
     assert len(prepare.calls) == 1
-    assert prepare.calls[0] == b'{"namespace":"events","name":"system_state","id":"none","args":{"hostname":"nas1"}}'
+    epoch = hub.channel("system-state").log.epoch.encode()
+    assert prepare.calls[0] == (b'{"namespace":"events","name":"system_state","id":"none","args":{"hostname":"nas1"},'
+                                b'"seq":1,"epoch":"' + epoch + b'"}')
     assert hub.channel("system-state").last._original is None
     assert [decoded(p) for p in written] == [json.loads(prepare.calls[0])] * 3
 
@@ -104,11 +106,14 @@ def test_original_subscribers_share_one_original_frame_named_after_the_subscript
     # subscribers are a set: compare without order
     frames = sorted((decoded(p) for p in written), key=json.dumps)
     state = {"hostname": "nas1", "zpools": {}}
+    # Numbered in the spec dialect only.
+    numbers = {name: {"seq": 1, "epoch": hub.channel(name).log.epoch} for name in ("system-state", "dispatcher")}
     assert frames == sorted([
-        {"namespace": "events", "name": "system_state", "id": "none", "args": state},
+        {"namespace": "events", "name": "system_state", "id": "none", "args": state, **numbers["system-state"]},
         {"namespace": "events", "name": "system-state", "id": "", "args": state},
         {"namespace": "events", "name": "system-state", "id": "", "args": state},
-        {"namespace": "events", "name": "dispatcher", "id": "none", "args": {"state": "running"}},
+        {"namespace": "events", "name": "dispatcher", "id": "none", "args": {"state": "running"},
+         **numbers["dispatcher"]},
         {"namespace": "events", "name": "dispatcher", "id": "", "args": {"state": "running"}},
         {"namespace": "events", "name": "dispatcher", "id": "", "args": {"state": "running"}},
     ], key=json.dumps)

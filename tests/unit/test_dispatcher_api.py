@@ -16,7 +16,7 @@ from sysadmd.dispatcher.store import Store
 from sysadmd.dispatcher.service import DispatcherService, build_dispatcher, settings_from_config
 from sysadmd.events.context import SourceContext
 from sysadmd.taps.discovery import discover_sources
-from sysadmd.interfaces import IEventSource, IEventSourceFactory
+from sysadmd.interfaces import IEventSnapshot, IEventSource, IEventSourceFactory
 from sysadmd.plugins.dispatcher_source import DispatcherSource, dispatcher_source
 from sysadmd.protocol.envelope import RequestError
 from sysadmd.taps.sections import load_daemon_config
@@ -154,6 +154,24 @@ def test_event_source_provides_the_interfaces_and_forwards_events(tmp_path):
     result_of(source.stop())
     reactor.processes[0].exit(0)
     assert len(published) == 2
+
+
+def test_event_source_snapshot_lists_the_live_jobs(tmp_path):
+    """The dispatcher source provides IEventSnapshot: its snapshot is one event per live
+    job in submission order (one running, one waiting in a queue of one), and empty once
+    they finished."""
+    reactor, dispatcher, _ = make_dispatcher(tmp_path, queues="main:1")
+    context = SourceContext(reactor=reactor, config={}, state_dir=str(tmp_path), services={"dispatcher": dispatcher})
+    source = dispatcher_source.build(context)
+    verifyObject(IEventSnapshot, source)
+    assert source.snapshot() == []
+    dispatcher.submit("first", "true", queue="main")
+    dispatcher.submit("second", "true", queue="main")
+    assert [(e["process_id"], e["state"]) for e in source.snapshot()] == [("first", "running"), ("second", "pending")]
+    reactor.processes[0].exit(0)
+    assert [(e["process_id"], e["state"]) for e in source.snapshot()] == [("second", "running")]
+    reactor.processes[1].exit(0)
+    assert source.snapshot() == []
 
 
 def test_event_source_needs_the_dispatcher(tmp_path):

@@ -97,13 +97,17 @@ def test_publish_without_subscribers_frames_nothing(hub, prepare):
 
 
 def test_event_frame_has_events_namespace_frame_name_and_none_id(hub, prepare):
-    """The wire frame is ``{"namespace":"events","name":<frame_name>,"id":"none","args":...}``."""
+    """The wire frame is ``{"namespace":"events","name":<frame_name>,"id":"none","args":...,
+    "seq":..., "epoch":...}``, numbered from 1 in the source's epoch."""
     sink = Sink()
     hub.subscribe(sink, "ticker")
     hub.publish("ticker", {"n": 1, "s": "é"})
-    expected = {"namespace": "events", "name": "ticker_frame", "id": "none", "args": {"n": 1, "s": "é"}}
-    assert sink.frames() == [expected]
-    assert json.loads(prepare.calls[0]) == expected
+    hub.publish("ticker", {"n": 2, "s": "x"})
+    epoch = hub.channel("ticker").log.epoch
+    expected = [{"namespace": "events", "name": "ticker_frame", "id": "none", "args": {"n": n, "s": t},
+                 "seq": n, "epoch": epoch} for n, t in ((1, "é"), (2, "x"))]
+    assert sink.frames() == expected
+    assert [json.loads(call) for call in prepare.calls] == expected
 
 
 def test_publish_only_reaches_subscribers_of_that_source(hub):

@@ -7,6 +7,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface.verify import verifyObject
 
 from sysadmd.events.hub import Event, SourceChannel
+from sysadmd.events.retention import Retention, SystemClock
 from sysadmd.protocol import envelope
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.channel.outbound import DISCONNECT, DROP, Outbound, queued_size
@@ -18,7 +19,7 @@ class Harness:
     def __init__(self, limit=10_000, mode=DROP):
         self.written = []
         self.overflows = 0
-        self.channel = SourceChannel("ticker", "ticker", replay_last=False)
+        self.channel = SourceChannel("ticker", "ticker", False, Retention(SystemClock()).open("ticker"))
         self.outbound = Outbound(self.written.append, prepare_text, limit, mode, self._overflow)
 
     def _overflow(self):

@@ -144,9 +144,9 @@ def test_too_many_requests_in_flight_pause_reading():
     assert peer.messages()[0] == {"namespace": "test", "name": "response", "id": 0, "args": {"done": 0}}
 
 
-def test_slow_subscriber_drops_then_reports_the_count():
+def test_slow_subscriber_drops_then_reports_the_lost_range():
     """A connection whose transport is full queues events up to the buffer, drops the
-    rest, and reports the count once it has drained."""
+    rest, and once it has drained gets a gap naming exactly the seqs it lost."""
     daemon = Daemon(subscriber_buffer_bytes=4096)
     peer = daemon.signed_in()
     peer.request("events", "subscribe", ["demo"])
@@ -160,8 +160,10 @@ def test_slow_subscriber_drops_then_reports_the_count():
     received = peer.messages()
     numbers = [m["args"]["n"] for m in received if m["name"] == "demo_frame"]
     assert numbers == list(range(len(numbers)))
-    assert received[-1] == {"namespace": "events", "name": "dropped", "id": "none",
-                            "args": {"count": 100 - len(numbers)}}
+    log = daemon.hub.channel("demo").log
+    assert received[-1] == {"namespace": "events", "name": "gap", "id": "none",
+                            "args": {"source": "demo", "epoch": log.epoch, "missed_from": len(numbers) + 1,
+                                     "missed_to": 100, "first_available": 1, "head": 100, "reason": "overflow"}}
     assert daemon.hub.channel("demo").dropped == 100 - len(numbers)
 
 

@@ -7,7 +7,11 @@
   const TOKEN_KEY = "sysadmd.token";
   const USER_KEY = "sysadmd.user";
   const SOURCES = ["dispatcher", "system-state", "life-preserver"];
+  // Event frame name -> the source it comes from.
+  const FRAME_SOURCE = { dispatcher: "dispatcher", system_state: "system-state", life_preserver: "life-preserver" };
   const LP_MAX = 100;          // Life Preserver entries kept
+  const GAPS_MAX = 10;         // gap entries kept per panel
+  const RECENT_MAX = 10000;    // numbers of the last events shown kept per source
   const FINISHED_MAX = 100;    // finished jobs kept
   const BACKOFF_MIN = 1000;
   const BACKOFF_MAX = 30000;
@@ -119,7 +123,7 @@
       }
       return;
     }
-    if (frame.namespace === "events") onEvent(frame.name, frame.args || {});
+    if (frame.namespace === "events") onEvent(frame);
   }
 
   function onClose(sock, e) {
@@ -212,7 +216,7 @@
     for (const source of SOURCES) {
       // One at a time: a source that is not enabled must not block the others.
       try {
-        await call("events", "subscribe", [source]);
+        await subscribe(source);
       } catch (err) {
         if (err.code !== 400) throw err;
         note(source, "not enabled on this daemon");
@@ -309,12 +313,190 @@
     if (target) $(target).textContent = `(${source}: ${text})`;
   }
 
+  // ---- resuming ---------------------------------------------------------------------
+
+  // Per source, what this page has shown (README.rst, "Resuming after a reconnect"):
+  // {epoch, seq: the newest shown, recent: the numbers of the last ones shown, holes: lost
+  //  ranges being fetched again, state: the seq of the state event that may follow a gap}.
+  const seen = new Map();
+
+  function position(epoch, seq, state) {
+    return { epoch, seq, recent: new Set(), holes: [], state };
+  }
+
+  // Subscribe to `source`, after the last event shown when there is one: the daemon
+  // sends what was missed meanwhile, or a gap and the current state.
+  async function subscribe(source) {
+    const s = seen.get(source);
+    if (!s) return call("events", "subscribe", [source]);
+    const since = Math.min(s.seq, ...s.holes.map((h) => h.from - 1));
+    try {
+      return await call("events", "subscribe", [{ name: source, since, epoch: s.epoch }]);
+    } catch (err) {
+      if (err.code !== 400) throw err;
+      // Not numbers this daemon knows (or the source is gone): start afresh.
+      seen.delete(source);
+      const reply = await call("events", "subscribe", [source]);
+      showGap({ source, missed_from: since + 1, reason: "refused" }, "showing what comes from now on.");
+      return reply;
+    }
+  }
+
+  function shown(s, seq) {
+    s.recent.add(seq);
+    if (s.recent.size > RECENT_MAX) s.recent.delete(s.recent.values().next().value);
+  }
+
+  // Whether to show event `seq` of `epoch` from `source`: "new", "late" (a lost one
+  // fetched again after newer ones) or null (shown already).
+  function admit(source, seq, epoch) {
+    let s = seen.get(source);
+    if (!s || s.epoch !== epoch) {
+      s = position(epoch, seq, null);
+      seen.set(source, s);
+      shown(s, seq);
+      return "new";
+    }
+    if (s.recent.has(seq)) return null;
+    const hole = s.holes.find((h) => seq >= h.from && seq <= h.to);
+    let verdict = null;
+    if (seq > s.seq) {
+      s.seq = seq;
+      verdict = "new";
+    } else if (seq === s.state) {
+      s.state = null;
+      verdict = "new";
+    } else if (hole) {
+      verdict = "late";
+    }
+    if (!verdict) return null;
+    shown(s, seq);
+    if (hole && --hole.left <= 0) {
+      s.holes.splice(s.holes.indexOf(hole), 1);
+      hole.entry.settle(hole.done);
+    }
+    return verdict;
+  }
+
+  function onGap(gap) {
+    const source = gap.source;
+    let s = seen.get(source);
+    if (gap.reason === "overflow") {
+      // This page read too slowly: events from missed_from to missed_to were dropped (not
+      // every one between, when a replay was going on), later ones come.
+      if (!s || s.epoch !== gap.epoch) {
+        s = position(gap.epoch, gap.missed_from - 1, null);
+        seen.set(source, s);
+      }
+      const from = Math.max(gap.missed_from, gap.first_available);
+      const to = gap.missed_to;
+      let left = 0;
+      for (let seq = from; seq <= to && left <= RECENT_MAX; seq++) if (!s.recent.has(seq)) left++;
+      const partly = from > gap.missed_from;  // the oldest ones expired meanwhile
+      if (!left) {
+        showGap(gap, partly ? "they are no longer kept." : "they came after all.");
+      } else {
+        const entry = showGap(gap, partly
+          ? `fetching ${range(from, to)} again (the others are no longer kept)…` : "fetching them again…");
+        const done = partly ? `fetched ${range(from, to)} again (the others are no longer kept).` : "fetched again.";
+        s.holes.push({ from, to, left, entry, done });
+        fetchAgain(source, from - 1, gap.epoch);
+      }
+      if (partly && source === "dispatcher") refreshJobs().catch(() => {});
+      return;
+    }
+    // expired or epoch_changed: the current state follows, then live events.
+    if (s) for (const hole of s.holes) hole.entry.settle("they are no longer kept.");
+    s = position(gap.epoch, gap.head, gap.head);
+    seen.set(source, s);
+    const first = gap.first_available;
+    if (source === "life-preserver" && first <= gap.head) {
+      // A feed's state is its entries: those still kept are fetched.
+      const kept = range(first, gap.head);
+      const entry = showGap(gap, `fetching ${kept} (still kept)…`);
+      s.holes.push({ from: first, to: gap.head, left: gap.head - first + 1, entry, done: `${kept} (still kept) fetched.` });
+      fetchAgain(source, first - 1, gap.epoch);
+    } else {
+      showGap(gap, "showing the current state.");
+    }
+    // The state of the dispatcher is its live jobs: the finished ones come from history.
+    if (source === "dispatcher") refreshJobs().catch(() => {});
+  }
+
+  // Subscribe again to a source this connection follows: its stream starts again after
+  // `since` (what is shown already is skipped).
+  function fetchAgain(source, since, epoch) {
+    call("events", "subscribe", [{ name: source, since, epoch }])
+      .catch((err) => { if (err.code) showError(err, `Fetching the missed events of ${source}`); });
+  }
+
+  const GAP_WHY = {
+    expired: "expired: no longer kept by the daemon",
+    epoch_changed: "epoch changed: the daemon's event log was lost or reset",
+    overflow: "overflow: this page fell behind",
+    refused: "the daemon could not resume from there",
+  };
+
+  const range = (from, to) => (to > from ? `${from}-${to}` : `${from}`);
+
+  function gapText(gap) {
+    const from = gap.missed_from;
+    // expired: those from first_available on are still kept (and described by the state).
+    const to = gap.reason === "overflow" ? gap.missed_to
+      : gap.reason === "expired" ? Math.min(gap.head, gap.first_available - 1) : undefined;
+    const why = GAP_WHY[gap.reason] || String(gap.reason);
+    // After epoch_changed, missed_from counts in the old numbering: no end to give.
+    if (to === undefined) return `Missed events of ${gap.source} after event ${from - 1} (${why})`;
+    return `Missed event${to > from ? "s" : ""} ${range(from, to)} of ${gap.source} (${why})`;
+  }
+
+  // A gap as an entry of the panel it concerns; returns {settle(tail)} to say what became
+  // of the missed events.
+  function showGap(gap, tail) {
+    const text = gapText(gap);
+    const message = el("span", { className: "message", text: `${text}; ${tail}` });
+    const entry = el("li", { className: "gap", data: { source: gap.source, reason: gap.reason } },
+      el("time", { text: new Date().toLocaleTimeString() }), message);
+    const list = { dispatcher: "jobs-gaps", "system-state": "state-gaps", "life-preserver": "lp-feed" }[gap.source];
+    if (list === "lp-feed" && gap.epoch) {
+      // Its place in the feed's numbering: below the events fetched after it (those of a
+      // new epoch all come after it).
+      const at = gap.reason === "epoch_changed" ? 0 : gap.missed_from - 0.5;
+      Object.assign(entry.dataset, { seq: String(at), epoch: gap.epoch });
+    }
+    if (list) {
+      $(list).prepend(entry);
+      const max = gap.source === "life-preserver" ? LP_MAX : GAPS_MAX;
+      while ($(list).children.length > max) $(list).lastChild.remove();
+      if (gap.source === "life-preserver") $("lp-empty").hidden = true;
+    } else {
+      showError(message.textContent);
+    }
+    return { settle: (end) => { message.textContent = `${text}; ${end}`; } };
+  }
+
   // ---- events -----------------------------------------------------------------------
 
-  function onEvent(name, args) {
-    if (name === "system_state") renderState(args);
-    else if (name === "life_preserver") addLifePreserver(args);
-    else if (name === "dispatcher") onDispatcher(args);
+  function onEvent(frame) {
+    const name = frame.name;
+    const args = frame.args || {};
+    if (name === "gap") {
+      onGap(args);
+      return;
+    }
+    // Numbered events are shown once: a resumed subscription may send some again. The
+    // state sent after a gap may carry no number.
+    let late = false;
+    const source = FRAME_SOURCE[name];
+    if (source && typeof frame.seq === "number" && typeof frame.epoch === "string") {
+      const verdict = admit(source, frame.seq, frame.epoch);
+      if (!verdict) return;
+      late = verdict === "late";
+    }
+    if (name === "system_state") {
+      if (!late) renderState(args);  // a late one is older than what is shown
+    } else if (name === "life_preserver") addLifePreserver(args, frame.seq, frame.epoch, late);
+    else if (name === "dispatcher") onDispatcher(args, late);
     else if (name === "dropped") {
       showError(`${args.count} events were dropped while this page was slow; refreshing jobs.`);
       refreshJobs().catch(() => {});
@@ -373,13 +555,22 @@
     $("pools-empty").textContent = "No ZFS pools on this machine.";
   }
 
-  function addLifePreserver(args) {
+  function addLifePreserver(args, seq, epoch, late) {
     const feed = $("lp-feed");
-    feed.prepend(el("li", {},
+    const entry = el("li", { data: typeof seq === "number" ? { seq: String(seq), epoch } : {} },
       el("time", { text: new Date().toLocaleTimeString() }),
       priorityBadge(args.priority),
       el("span", { className: "class", text: args.class || "" }),
-      el("span", { className: "message", text: args.message || "" })));
+      el("span", { className: "message", text: args.message || "" }));
+    if (late) {
+      // Fetched again after newer ones: in its place among the numbered entries (newest
+      // first; those of an earlier epoch are older).
+      const older = [...feed.children].find((li) => li.dataset.seq !== undefined &&
+        (li.dataset.epoch !== epoch || Number(li.dataset.seq) < seq));
+      feed.insertBefore(entry, older || null);
+    } else {
+      feed.prepend(entry);
+    }
     while (feed.children.length > LP_MAX) feed.lastChild.remove();
     $("lp-empty").hidden = true;
   }
@@ -395,10 +586,12 @@
     return jobs.get(id);
   }
 
-  function onDispatcher(args) {
+  function onDispatcher(args, late) {
     const id = args.process_id;
     if (!id) return;
     const j = job(id);
+    // A missed event fetched again after newer ones must not move its job back.
+    if (late && STATE_RANK[args.state] < STATE_RANK[j.state]) return;
     if (args.state === "pending" && j.state === "finished") {
       // The same id, run again: a new job.
       Object.assign(j, { commands: [], details: null, queue: undefined });
