@@ -20,6 +20,7 @@ import pytest_twisted
 from twisted.internet import process as twisted_process
 from twisted.internet import reactor, task
 from twisted.internet.error import ConnectionLost
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 # After a test the reactor may finish what the test already set in motion and is due now
@@ -180,3 +181,12 @@ def reactor_left_clean(request):
         "uses a fake reactor (task.Clock, MemoryReactorClock) or cleans up what it starts:\n  " + "\n  ".join(lines),
         pytrace=False,
     )
+
+
+@pytest.fixture
+def log_events():
+    """Every log event emitted during the test (twisted.logger's global publisher)."""
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)

@@ -3,12 +3,11 @@
 import json
 
 import pytest
-from twisted.logger import globalLogPublisher
 
+from sysadmd.channel.outbound import DROP, Outbound
 from sysadmd.events.hub import EventHub
 from sysadmd.protocol.envelope import RequestError
 from sysadmd.protocol.framing import prepare_text
-from sysadmd.channel.outbound import DROP, Outbound
 
 
 class SpyPrepare:
@@ -57,13 +56,6 @@ def hub(prepare):
     hub.add_source("ticker", "ticker_frame", replay_last=False)
     return hub
 
-
-@pytest.fixture
-def log_events():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def test_publish_encodes_and_prepares_once_for_many_subscribers(hub, prepare):

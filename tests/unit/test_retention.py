@@ -5,9 +5,15 @@ import stat
 
 import pytest
 from twisted.internet import task
-from twisted.logger import globalLogPublisher
 
-from sysadmd.events.retention import CLOSED, ENTRY_OVERHEAD, MAGIC, Retention, SourceLog, boot_id
+from sysadmd.events.retention import (
+    CLOSED,
+    ENTRY_OVERHEAD,
+    MAGIC,
+    Retention,
+    SourceLog,
+    boot_id,
+)
 
 BIG = 10**9
 
@@ -22,13 +28,6 @@ def clock():
     clock.advance(1000)
     return clock
 
-
-@pytest.fixture
-def warnings():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def open_log(clock, path, retain_events=BIG, retain_seconds=BIG, retain_bytes=BIG):
@@ -167,7 +166,7 @@ def test_torn_last_line_is_dropped_and_numbering_continues(clock, tmp_path, cut)
     MAGIC + b"0123456789abcdef -1\n",  # base not a number
     b"sysadmd-events 2 0123456789abcdef 0\n",
 ])
-def test_unreadable_header_starts_a_new_epoch_with_a_warning(clock, tmp_path, warnings, header):
+def test_unreadable_header_starts_a_new_epoch_with_a_warning(clock, tmp_path, log_events, header):
     """A header that cannot be read means the log is lost: a new epoch from seq 1, logged."""
     path = str(tmp_path / "events" / "ticker.log")
     os.makedirs(os.path.dirname(path))
@@ -176,7 +175,7 @@ def test_unreadable_header_starts_a_new_epoch_with_a_warning(clock, tmp_path, wa
     source_log = open_log(clock, path)
     assert (source_log.head, list(source_log.entries)) == (0, [])
     assert len(source_log.epoch) == 16 and source_log.epoch != "0123456789abcdef"
-    assert any("cannot be read" in e.get("log_format", "") and e.get("path") == path for e in warnings)
+    assert any("cannot be read" in e.get("log_format", "") and e.get("path") == path for e in log_events)
     fill(source_log, 1)
     source_log.close()
     assert open_log(clock, path).epoch == source_log.epoch
@@ -293,7 +292,7 @@ def test_unreadable_middle_line_leaves_a_contiguous_log(clock, tmp_path):
     assert seqs(reopened.since(2)) == [3, 4]
 
 
-def test_a_log_left_open_across_a_machine_restart_starts_a_new_epoch(clock, tmp_path, warnings):
+def test_a_log_left_open_across_a_machine_restart_starts_a_new_epoch(clock, tmp_path, log_events):
     """A log not closed by a clean stop and written in an earlier boot (another boot id in
     its header) may have lost unsynced events: a new epoch, numbered from 1, with a
     warning; the same log closed cleanly keeps its epoch across the restart."""
@@ -317,12 +316,12 @@ def test_a_log_left_open_across_a_machine_restart_starts_a_new_epoch(clock, tmp_
         f.write(header.rsplit(b" ", 1)[0] + b" " + b"0" * 32 + b"\n" + body[: -len(CLOSED + b"\n")])
     lost = open_log(clock, path)
     assert lost.epoch != source_log.epoch and lost.head == 0
-    assert any("not closed before the machine restarted" in e.get("log_format", "") for e in warnings)
+    assert any("not closed before the machine restarted" in e.get("log_format", "") for e in log_events)
     lost.close()
 
 
 
-def test_a_log_that_cannot_be_written_goes_on_in_memory_under_a_new_epoch(clock, tmp_path, monkeypatch, warnings):
+def test_a_log_that_cannot_be_written_goes_on_in_memory_under_a_new_epoch(clock, tmp_path, monkeypatch, log_events):
     """When an append fails (a full disk), the event is still numbered and kept, under a
     new epoch (the file no longer holds what clients get), with an error logged; once the
     file can be written again (after RETRY_SECONDS) it is rewritten whole and a restart
@@ -343,7 +342,7 @@ def test_a_log_that_cannot_be_written_goes_on_in_memory_under_a_new_epoch(clock,
     assert seq == 3 and source_log.epoch != old_epoch
     assert frame == b'{"seq":3,"epoch":"%s"}' % source_log.epoch.encode()
     assert seqs(source_log.entries) == [3]
-    assert any("cannot be written" in e.get("log_format", "") for e in warnings)
+    assert any("cannot be written" in e.get("log_format", "") for e in log_events)
     monkeypatch.setattr(retention.os, "write", real_write)
     clock.advance(retention.RETRY_SECONDS - 1)
     fill(source_log, 1)  # too soon to retry: memory only
