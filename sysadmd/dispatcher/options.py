@@ -4,6 +4,7 @@ from sysadmd.config.options import Option, integer, number, string, words
 from sysadmd.dispatcher.output import HEAD_BYTES
 from sysadmd.dispatcher.queue import parse_queues
 
+
 def output_limit(text):
     """``max_output_bytes``: 0, or at least twice the head that is always kept."""
     value = integer(0)(text)
