@@ -83,13 +83,16 @@ class Follow:
         self.pump()
 
     def wake(self):
-        """New output was written, or the job ended: send a full batch now, else within
-        ``batch_ms``."""
-        if self._call is not None or self.done:
+        """New output was written, or the job ended: send a full batch (or the end) now,
+        else within ``batch_ms``."""
+        finished = self.job.state == FINISHED
+        if self.done or (self._call is not None and not finished):
             return
         output = self._followers.outputs.reader(self.job.seq)
         ready = (output.end if output is not None else 0) - self.position
-        if self.job.state == FINISHED or ready >= self._followers.batch_bytes:
+        if finished or ready >= self._followers.batch_bytes:
+            # The end is not held back: the final event goes now.
+            self._call = cancel_call(self._call)
             self.pump()
         elif ready > 0:
             self._call = self._followers.clock.callLater(self._followers.batch_ms / 1000.0, self._due)

@@ -240,13 +240,12 @@ class OutputFile:
             with open(self.path, "rb") as f, os.fdopen(fd, "wb", buffering=0, closefd=False) as out:
                 out.write(MAGIC)
                 f.seek(len(MAGIC))
+                head_end = self._size
                 for offset, length, command, stream, position in _records(f):
-                    if offset + length <= self.head_bytes:
-                        continue  # the head is copied as it is
+                    if offset < self.head_bytes:
+                        continue  # the head (its last record whole) is copied as it is
                     head_end = position
                     break
-                else:
-                    head_end = f.tell()
                 _copy(f, out, len(MAGIC), head_end - len(MAGIC))
                 f.seek(head_end)
                 for offset, length, command, stream, position in _records(f):
