@@ -4,10 +4,10 @@ reactor of ``tests.unit.process_fakes``, and ways to read its results."""
 from twisted.python.failure import Failure
 
 from sysadmd.dispatcher.core import Dispatcher, Settings
-from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.database import SyncWorker
 from sysadmd.dispatcher.output import HEAD_BYTES
 from sysadmd.dispatcher.outputs import OutputDirectory
+from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.store import Store
 from tests.unit.process_fakes import FakeProcess, FakeProcessReactor
 

@@ -5,11 +5,17 @@ import errno
 import os
 
 import pytest
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from sysadmd.dispatcher import output as output_module
-from sysadmd.dispatcher.output import MAGIC, RECORD, STDERR, STDOUT, OutputFile, command_logs
+from sysadmd.dispatcher.output import (
+    MAGIC,
+    RECORD,
+    STDERR,
+    STDOUT,
+    OutputFile,
+    command_logs,
+)
 from sysadmd.interfaces import IEventStream
 from sysadmd.protocol.envelope import RequestError
 from tests.unit.dispatcher_fakes import make_dispatcher, result_of
@@ -146,11 +152,6 @@ def test_command_logs_are_each_commands_tail_with_what_was_left_out(tmp_path):
 
 
 # -- the dispatcher: output and job-output ------------------------------------------------
-
-
-@implementer(IEventStream)
-class _Stub:
-    pass
 
 
 class Sink:
