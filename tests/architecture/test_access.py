@@ -30,6 +30,8 @@ DAEMON = {
     "rpc/settings revoke_ssl_cert": "limited",
     "rpc/dispatcher list": "limited",
     "rpc/dispatcher log": "limited",
+    # A job's output is read as its log is (events/subscribe job-output likewise).
+    "rpc/dispatcher output": "limited",
     "rpc/dispatcher history": "limited",
     "rpc/dispatcher run": "full",
     "rpc/dispatcher kill": "full",
