@@ -110,6 +110,10 @@ class IOutgoingQueue(IEventSink):
     def close():
         """Forget waiting messages and accept no more."""
 
+    def when_drained(callback):
+        """Call ``callback()`` once, the next time the transport takes more and nothing
+        waits in the queue (never, if it closes first)."""
+
 
 class IEventStream(Interface):
     """A subscription with parameters, beside the hub's event sources: each subscriber

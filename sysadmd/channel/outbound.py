@@ -68,6 +68,7 @@ class Outbound:
         self.paused = False
         self.closed = False
         self._dialect = SPEC
+        self._drain_waiters = []
 
     @property
     def dialect(self):
@@ -178,6 +179,15 @@ class Outbound:
         self._flush()
         if self._paused_changed is not None:
             self._paused_changed()
+        if self._drain_waiters and not self.paused and not self._queue and not self.closed:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for callback in waiters:
+                callback()
+
+    def when_drained(self, callback):
+        """Call ``callback()`` once, the next time the transport takes more and nothing
+        waits here (never, if the queue closes first)."""
+        self._drain_waiters.append(callback)
 
     def stopProducing(self):
         """The connection is going away."""
@@ -187,5 +197,6 @@ class Outbound:
         """Forget queued frames and accept no more."""
         self.closed = True
         self.direct = None
+        self._drain_waiters = []
         self._queue.clear()
         self.queued_bytes = 0

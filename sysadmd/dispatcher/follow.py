@@ -76,6 +76,7 @@ class Follow:
         self.job = job
         self.position = position
         self._call = None
+        self._waiting = False
         self.done = False
 
     def start(self):
@@ -109,6 +110,8 @@ class Follow:
             return
         if sink.closed:
             self.stop()
+            return
+        if self._waiting:
             return
         if sink.paused or sink.queued_bytes:
             self._retry()
@@ -145,8 +148,15 @@ class Follow:
         self._call = followers.clock.callLater(0, self._due)
 
     def _retry(self):
-        # The client has not taken the last batch: look again after a batch period.
-        self._call = self._followers.clock.callLater(self._followers.batch_ms / 1000.0, self._due)
+        # The client has not taken the last batch: go on once its connection drained.
+        if not self._waiting:
+            self._waiting = True
+            self.sink.when_drained(self._drained)
+
+    def _drained(self):
+        self._waiting = False
+        if not self.done and self._call is None:
+            self.pump()
 
     def _finish(self, output):
         self.sink.send_frame(envelope.event(EVENT, output_args(self.job, output, Slice(self.position, self.position, []))))

@@ -162,9 +162,19 @@ class Sink:
         self.paused = False
         self.queued_bytes = 0
         self.closed = False
+        self.waiters = []
 
     def send_frame(self, frame):
         self.frames.append(frame)
+
+    def when_drained(self, callback):
+        self.waiters.append(callback)
+
+    def resume(self):
+        self.paused = False
+        waiters, self.waiters = self.waiters, []
+        for callback in waiters:
+            callback()
 
     def events(self, name="job_output"):
         return [f["args"] for f in self.frames if f["name"] == name]
@@ -263,12 +273,19 @@ def test_a_follower_that_stops_reading_is_not_sent_more_and_loses_nothing(tmp_pa
         process.write(b"%03d\n" % n)
     reactor.advance(1)
     assert sink.frames == []
-    sink.paused = False
-    reactor.advance(0.1)
+    # One wait for the drain, however often output arrived meanwhile.
+    assert len(sink.waiters) == 1
+    sink.resume()
+    # A turn's worth of batches at once, the rest on the next turns, if the client takes them.
+    assert len(sink.events()) == 8
+    sink.paused = True
     reactor.advance(0)
+    assert len(sink.events()) == 8 and len(sink.waiters) == 1
     process.exit(0)
-    for _ in range(30):
-        reactor.advance(0.1)
+    assert len(sink.events()) == 8
+    while sink.waiters:
+        sink.resume()
+        reactor.advance(0)
     assert sink.data() == "".join("%03d\n" % n for n in range(100))
     assert sink.events()[-1]["eof"] is True
 
