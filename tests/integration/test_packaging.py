@@ -45,6 +45,7 @@ def test_wheel_ships_the_plugin_file_only(fresh_venv):
     assert "sysadmd/plugins/__init__.py" in names
     # The dashboard's files, or an installed daemon answers 404 at /.
     assert {"sysadmd/web/dashboard/index.html", "sysadmd/web/dashboard/app.js",
+            "sysadmd/web/dashboard/output.js",
             "sysadmd/web/dashboard/style.css"} <= set(names)
 
 
