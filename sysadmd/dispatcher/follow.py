@@ -159,7 +159,8 @@ class Follow:
             self.pump()
 
     def _finish(self, output):
-        self.sink.send_frame(envelope.event(EVENT, output_args(self.job, output, Slice(self.position, self.position, []))))
+        end = Slice(self.position, self.position, [])
+        self.sink.send_frame(envelope.event(EVENT, output_args(self.job, output, end)))
         self.stop()
 
     def stop(self):
