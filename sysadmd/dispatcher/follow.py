@@ -77,6 +77,7 @@ class Follow:
         self.position = position
         self._call = None
         self._waiting = False
+        self._cursor = None
         self.done = False
 
     def start(self):
@@ -86,16 +87,15 @@ class Follow:
     def wake(self):
         """New output was written, or the job ended: send a full batch (or the end) now,
         else within ``batch_ms``."""
-        finished = self.job.state == FINISHED
-        if self.done or (self._call is not None and not finished):
+        if self.done:
             return
         output = self._followers.outputs.reader(self.job.seq)
         ready = (output.end if output is not None else 0) - self.position
-        if finished or ready >= self._followers.batch_bytes:
-            # The end is not held back: the final event goes now.
+        if self.job.state == FINISHED or ready >= self._followers.batch_bytes:
+            # A full batch, or the end, is not held back by the timer of a smaller one.
             self._call = cancel_call(self._call)
             self.pump()
-        elif ready > 0:
+        elif ready > 0 and self._call is None:
             self._call = self._followers.clock.callLater(self._followers.batch_ms / 1000.0, self._due)
 
     def _due(self):
@@ -124,7 +124,8 @@ class Follow:
                 if final:
                     self._finish(None)
                 return
-            piece = output.read(self.position, followers.batch_bytes, final)
+            piece = output.read(self.position, followers.batch_bytes, final, self._cursor)
+            self._cursor = piece.cursor
             if piece.offset > self.position:
                 sink.send_frame(envelope.event("gap", {
                     "source": NAME, "job_id": job.job_id, "missed_from": self.position,

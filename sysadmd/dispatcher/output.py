@@ -15,6 +15,7 @@ offsets is what was dropped. A record cut short by a crash is ignored.
 """
 
 import bisect
+import errno
 import os
 import struct
 from array import array
@@ -56,12 +57,13 @@ class Slice:
     """What one read returned: contiguous bytes from ``offset`` to ``next_offset``
     (``offset`` is past the one asked for when the bytes there were dropped)."""
 
-    __slots__ = ("offset", "next_offset", "chunks")
+    __slots__ = ("offset", "next_offset", "chunks", "cursor")
 
-    def __init__(self, offset, next_offset, chunks):
+    def __init__(self, offset, next_offset, chunks, cursor=None):
         self.offset = offset
         self.next_offset = next_offset
         self.chunks = chunks
+        self.cursor = cursor
 
 
 def _incomplete_tail(data):
@@ -94,6 +96,9 @@ class OutputFile:
         self.kept = 0
         self.write_error = None
         self._fd = None
+        self._read_fd = None
+        # Changes when the file is rewritten or cut: cursors of earlier reads are stale.
+        self._generation = 0
         self._marks_offset = array("Q")
         self._marks_position = array("Q")
         self._next_mark = 0
@@ -170,6 +175,7 @@ class OutputFile:
         return None
 
     def _truncate(self, position):
+        self._generation += 1
         try:
             os.ftruncate(self._fd, position)
         except OSError:
@@ -183,50 +189,71 @@ class OutputFile:
 
     # -- reading --------------------------------------------------------------------
 
-    def read(self, offset, limit, final=False):
+    def read(self, offset, limit, final=False, cursor=None):
         """Up to ``limit`` bytes from ``offset`` (or from the first kept byte after it), as
         a :class:`Slice` of chunks, adjacent bytes of one command and stream merged. The
         slice stops at a dropped range, and (unless ``final``: nothing more will be
-        written) before a UTF-8 character whose end is not written yet."""
+        written) before a UTF-8 character whose end is not written yet. ``cursor``, the
+        last slice's, lets a reader that goes on where it stopped skip the search."""
         if offset >= self.end or limit <= 0:
             return Slice(offset, offset, [])
-        index = bisect.bisect_right(self._marks_offset, offset) - 1
-        position = self._marks_position[index] if index >= 0 else len(MAGIC)
+        if cursor is not None and cursor[0] == self._generation and cursor[1] == offset:
+            position = cursor[2]
+        else:
+            index = bisect.bisect_right(self._marks_offset, offset) - 1
+            position = self._marks_position[index] if index >= 0 else len(MAGIC)
+        fd = self._reading_fd()
+        size = os.fstat(fd).st_size
         chunks = []
         start = None
         taken = 0
-        with open(self.path, "rb") as f:
-            f.seek(position)
-            for rec_offset, length, command, stream, rec_position in _records(f):
-                if rec_offset + length <= offset:
-                    continue
-                if start is None:
-                    start = max(offset, rec_offset)
-                elif rec_offset != start + taken:
-                    break  # a dropped range: the next read starts past it
-                skip = start + taken - rec_offset
-                want = min(length - skip, limit - taken)
-                f.seek(rec_position + RECORD.size + skip)
-                data = f.read(want)
-                if len(data) < want:
-                    break  # cut short (a crash while writing): what is there is all
-                last = chunks[-1] if chunks else None
-                if last is not None and last.command == command and last.stream == stream:
-                    last.data += data
-                else:
-                    chunks.append(Chunk(command, stream, rec_offset + skip, data))
-                taken += len(data)
-                if taken >= limit:
-                    break
-                f.seek(rec_position + RECORD.size + length)
+        while position + RECORD.size <= size:
+            rec_offset, length, command, stream = RECORD.unpack(os.pread(fd, RECORD.size, position))
+            body = position + RECORD.size
+            if body + length > size:
+                break  # cut short (a crash while writing): what is there is all
+            if rec_offset + length <= offset:
+                position = body + length
+                continue
+            if start is None:
+                start = max(offset, rec_offset)
+            elif rec_offset != start + taken:
+                break  # a dropped range: the next read starts past it
+            skip = start + taken - rec_offset
+            want = min(length - skip, limit - taken)
+            data = os.pread(fd, want, body + skip)
+            last = chunks[-1] if chunks else None
+            if last is not None and last.command == command and last.stream == stream:
+                last.data += data
+            else:
+                chunks.append(Chunk(command, stream, rec_offset + skip, data))
+            taken += want
+            if skip + want < length:
+                break  # the limit: the next read starts inside this record
+            position = body + length
+            if taken >= limit:
+                break
         if start is None:
             return Slice(offset, offset, [])
+        cursor = (self._generation, start + taken, position)
         if chunks and not (final and start + taken == self.end):
             cut = _incomplete_tail(chunks[-1].data)
             if cut and cut < len(chunks[-1].data):
                 chunks[-1].data = chunks[-1].data[:-cut]
                 taken -= cut
-        return Slice(start, start + taken, chunks)
+                cursor = None  # the end moved back, maybe into an earlier record
+        return Slice(start, start + taken, chunks, cursor)
+
+    def _reading_fd(self):
+        if self._read_fd is None:
+            self._read_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._read_fd
+
+    def release(self):
+        """Close the descriptor reads use (opened again when needed)."""
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
 
     # -- dropping the middle --------------------------------------------------------
 
@@ -266,6 +293,8 @@ class OutputFile:
             return
         os.close(self._fd)
         self._fd = fd
+        self._generation += 1
+        self.release()  # it reads the old file
         os.lseek(fd, 0, os.SEEK_END)
         end = self.end
         self.end = self.dropped = self.kept = self._next_mark = 0
@@ -297,6 +326,19 @@ def _records(f):
 
 
 def _copy(source, target, position, count):
+    if hasattr(os, "copy_file_range"):
+        # In the kernel: no bytes through Python while the reactor waits.
+        try:
+            while count > 0:
+                copied = os.copy_file_range(source.fileno(), target.fileno(), count, position)
+                if not copied:
+                    return
+                position += copied
+                count -= copied
+            return
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
     source.seek(position)
     while count > 0:
         data = source.read(min(COPY_BYTES, count))

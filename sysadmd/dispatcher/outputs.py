@@ -97,7 +97,8 @@ class OutputDirectory:
         self._readers[seq] = output
         self._readers.move_to_end(seq)
         while len(self._readers) > KEEP_OPEN:
-            self._readers.popitem(last=False)
+            _, evicted = self._readers.popitem(last=False)
+            evicted.release()
 
     def logs(self, seq, commands, cap):
         """``{index: (text, left_out)}`` of job ``seq`` (see
@@ -115,7 +116,9 @@ class OutputDirectory:
         if self.directory is None:
             return
         for seq in seqs:
-            self._readers.pop(seq, None)
+            reader = self._readers.pop(seq, None)
+            if reader is not None:
+                reader.release()
             try:
                 os.unlink(self.path(seq))
             except FileNotFoundError:
@@ -125,7 +128,8 @@ class OutputDirectory:
 
     def close(self):
         """Close every file (the daemon stops)."""
-        for output in self._writing.values():
+        for output in [*self._writing.values(), *self._readers.values()]:
             output.close()
+            output.release()
         self._writing.clear()
         self._readers.clear()

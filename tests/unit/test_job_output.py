@@ -374,3 +374,38 @@ def test_output_files_go_with_their_history_records(tmp_path):
     reactor.advance(31 * DAY)
     assert os.listdir(tmp_path / "output") == []
     assert result_of(dispatcher.read_output("old", 0, 10)) is None
+
+
+def test_reading_on_with_the_cursor_gives_what_a_fresh_search_gives(tmp_path):
+    """A reader going on from its last slice's cursor, across merges, limits, a character
+    split by the limit and a rewrite of the file, reads exactly what searching finds."""
+    f = OutputFile.create(str(tmp_path / "1.out"), max_bytes=8192, head_bytes=1024)
+    data = ("é" * 8000).encode()
+    position, cursor, got = 0, None, b""
+    for start in range(0, len(data), 700):
+        f.append(start % 3, STDOUT if start % 2 else STDERR, data[start:start + 700])
+        while True:
+            piece = f.read(position, 333, cursor=cursor)
+            fresh = f.read(position, 333)
+            assert text_of(piece) == text_of(fresh) and piece.next_offset == fresh.next_offset
+            if not piece.chunks:
+                break
+            got += b"".join(c.data for c in piece.chunks)
+            position, cursor = piece.next_offset, piece.cursor
+    # The file was rewritten on the way (stale cursors), and a reader keeping up lost nothing.
+    assert f.dropped > 0
+    assert got == data
+
+
+def test_a_full_batch_is_not_held_back_by_the_timer_of_a_small_one(tmp_path):
+    reactor, dispatcher, _ = make_dispatcher(tmp_path, output_batch_bytes=10, output_batch_ms=100)
+    result_of(dispatcher.submit("j", "cat"))
+    sink = Sink()
+    follow(dispatcher, sink, "j")
+    process = reactor.processes[0]
+    process.write(b"abc")
+    assert sink.events() == []
+    process.write(b"0123456789")
+    assert [e["chunks"][0]["data"] for e in sink.events()] == ["abc0123456"]
+    reactor.advance(0.1)
+    assert sink.data() == "abc0123456789"
