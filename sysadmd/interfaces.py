@@ -100,6 +100,9 @@ class IOutgoingQueue(IEventSink):
     def send_frame(frame):
         """Send a reply or notice (an envelope dict); never dropped."""
 
+    def send_payload(payload):
+        """Send an encoded frame of the spec dialect (UTF-8 JSON bytes); never dropped."""
+
     def send_prepared(prepared):
         """Send an already framed message; never dropped."""
 

@@ -94,6 +94,11 @@ class Outbound:
             frame = original_frame(frame)
         self._push(self._prepare(envelope.encode(frame)))
 
+    def send_payload(self, payload):
+        """Send an encoded frame of the spec dialect (UTF-8 JSON bytes), e.g. one encoded
+        once for several clients; never dropped."""
+        self._push(self._prepare(payload))
+
     def send_prepared(self, prepared):
         """Send an already framed message (never dropped), e.g. an echo of any type."""
         self._push(prepared)

@@ -124,19 +124,18 @@ class Follow:
                 if final:
                     self._finish(None)
                 return
-            piece = output.read(self.position, followers.batch_bytes, final, self._cursor)
+            piece, eof, payload = followers.batch(job, output, self.position, final, self._cursor)
             self._cursor = piece.cursor
             if piece.offset > self.position:
                 sink.send_frame(envelope.event("gap", {
                     "source": NAME, "job_id": job.job_id, "missed_from": self.position,
                     "missed_to": piece.offset, "reason": DROPPED,
                 }))
-            args = output_args(job, output, piece)
-            if not piece.chunks and not args["eof"]:
+            if payload is None:
                 return  # nothing new yet: a wake() comes with the next output
             self.position = piece.next_offset
-            sink.send_frame(envelope.event(EVENT, args))
-            if args["eof"]:
+            sink.send_payload(payload)
+            if eof:
                 self.stop()
                 return
             if sink.paused or sink.queued_bytes:
@@ -191,6 +190,25 @@ class OutputFollowers:
         self.batch_ms = batch_ms
         self._by_job = {}
         self._by_sink = {}
+        # The last batch read and encoded (see batch()), kept for the next follower.
+        self._last = None
+
+    def batch(self, job, output, position, final, cursor):
+        """``(slice, eof, payload)``: the next batch of ``job``'s ``output`` from
+        ``position`` and its encoded ``job_output`` event (None when there is nothing to
+        send). Followers that keep up ask for the same batch in the same turn: it is read
+        and encoded once for all of them."""
+        key = (job.seq, output.generation, output.end, position, final, job.state)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        piece = output.read(position, self.batch_bytes, final, cursor)
+        args = output_args(job, output, piece)
+        payload = None
+        if piece.chunks or args["eof"]:
+            payload = envelope.encode(envelope.event(EVENT, args))
+        result = (piece, args["eof"], payload)
+        self._last = (key, result)
+        return result
 
     def follow(self, sink, item):
         """Follow ``{"name": "job-output", "job_id", "offset"?}`` (see :class:`IEventStream`)."""

@@ -134,6 +134,11 @@ class OutputFile:
         return output
 
     @property
+    def generation(self):
+        """Changes whenever bytes already written move or go (a rewrite, a cut)."""
+        return self._generation
+
+    @property
     def writable(self):
         """True while open for appending."""
         return self._fd is not None

@@ -2,11 +2,13 @@
 following it (``sysadmd.dispatcher.follow``), with the fake process reactor."""
 
 import errno
+import json
 import os
 
 import pytest
 from zope.interface.verify import verifyObject
 
+from sysadmd.dispatcher import follow as follow_module
 from sysadmd.dispatcher import output as output_module
 from sysadmd.dispatcher.output import (
     MAGIC,
@@ -166,6 +168,9 @@ class Sink:
 
     def send_frame(self, frame):
         self.frames.append(frame)
+
+    def send_payload(self, payload):
+        self.frames.append(json.loads(payload))
 
     def when_drained(self, callback):
         self.waiters.append(callback)
@@ -409,3 +414,22 @@ def test_a_full_batch_is_not_held_back_by_the_timer_of_a_small_one(tmp_path):
     assert [e["chunks"][0]["data"] for e in sink.events()] == ["abc0123456"]
     reactor.advance(0.1)
     assert sink.data() == "abc0123456789"
+
+
+def test_followers_that_keep_up_share_one_read_and_one_encoding(tmp_path, monkeypatch):
+    """Two followers at the same offset get the same bytes, encoded once."""
+    reactor, dispatcher, _ = make_dispatcher(tmp_path, output_batch_bytes=4, output_batch_ms=100)
+    result_of(dispatcher.submit("j", "cat"))
+    first, second = Sink(), Sink()
+    follow(dispatcher, first, "j")
+    follow(dispatcher, second, "j")
+    encoded = []
+    real = follow_module.envelope.encode
+    monkeypatch.setattr(follow_module.envelope, "encode", lambda frame: encoded.append(1) or real(frame))
+    process = reactor.processes[0]
+    for n in range(10):
+        process.write(b"%03d\n" % n)
+    process.exit(0)
+    assert first.frames == second.frames
+    assert first.data() == "".join("%03d\n" % n for n in range(10)) and first.events()[-1]["eof"]
+    assert len(encoded) == len(first.frames)
