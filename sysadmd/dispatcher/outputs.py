@@ -35,9 +35,17 @@ class OutputDirectory:
         self._readers = OrderedDict()
 
     def open(self):
-        """Make the directory (mode 0700) if needed; raises OSError when it cannot be."""
-        if self.directory is not None:
-            make_private_dirs(self.directory)
+        """Make the directory (mode 0700) if needed, and remove what a rewrite cut short
+        by a crash left; raises OSError when the directory cannot be made."""
+        if self.directory is None:
+            return
+        make_private_dirs(self.directory)
+        for name in os.listdir(self.directory):
+            if name.endswith(SUFFIX + ".tmp"):
+                try:
+                    os.unlink(os.path.join(self.directory, name))
+                except OSError:
+                    pass
 
     def path(self, seq):
         """The output file of job ``seq``."""

@@ -18,6 +18,7 @@ from sysadmd.dispatcher.output import (
     OutputFile,
     command_logs,
 )
+from sysadmd.dispatcher.outputs import OutputDirectory
 from sysadmd.interfaces import IEventStream
 from sysadmd.protocol.envelope import RequestError
 from tests.unit.dispatcher_fakes import make_dispatcher, result_of
@@ -433,3 +434,14 @@ def test_followers_that_keep_up_share_one_read_and_one_encoding(tmp_path, monkey
     assert first.frames == second.frames
     assert first.data() == "".join("%03d\n" % n for n in range(10)) and first.events()[-1]["eof"]
     assert len(encoded) == len(first.frames)
+
+
+def test_opening_the_directory_makes_it_private_and_clears_cut_rewrites(tmp_path):
+    directory = tmp_path / "state" / "output"
+    outputs = OutputDirectory(str(directory))
+    outputs.open()
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    (directory / "7.out").write_bytes(MAGIC)
+    (directory / "7.out.tmp").write_bytes(b"half a rewrite")
+    outputs.open()
+    assert sorted(os.listdir(directory)) == ["7.out"]
