@@ -24,7 +24,7 @@ DISPATCHER = {
         "64",
         integer(1),
         "Jobs running at once over all queues, unlimited ones included (each runs one "
-        "process at a time, with two pipes); jobs beyond it wait, in order, for one to end.",
+        "process at a time, with two pipes and its output file); jobs beyond it wait, in order, for one to end.",
     ),
     "default_timeout": Option(
         "0", number(0), "Seconds a job may run before it is stopped (0 = no limit); a job's own timeout wins."
