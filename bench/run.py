@@ -1,7 +1,8 @@
 """``make bench``: sysadmd's speed and memory, as ratios to baselines run in the same
 invocation on the same machine with the same load client.
 
-    .venv/bin/python bench/run.py [--quick] [--only fanout,client_check,connections,slow,dispatcher,profile]
+    .venv/bin/python bench/run.py [--quick]
+        [--only fanout,client_check,connections,slow,resume,dispatcher,output,profile]
                                   [--rounds N] [--burst N] [--client-processes N] [--out FILE]
 
 ``BENCH_QUICK=1`` (or ``--quick``) gives a shorter run. See bench/README.md for what each
@@ -10,12 +11,15 @@ process is bounded in time and stopped at the end.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -344,6 +348,174 @@ def dispatcher(ws, cfg):
     return {"rounds": rounds, "forked": forked}
 
 
+# -- job output (issue 17) --------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def output_command(size):
+    """The job: ``size`` bytes of numbered lines on stdout (output_gen.py)."""
+    return [sys.executable, os.path.join(BENCH, "output_gen.py"), str(size)]
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_baseline(ws, cfg):
+    """The same command with its stdout redirected to a file in the bench's temporary
+    directory (``cmd > file``), timed; the file's size and sha256 are what each follower
+    must receive."""
+    path = os.path.join(ws.new("output-file"), "out")
+    with open(path, "wb") as f:
+        t0 = time.monotonic()
+        subprocess.run(output_command(cfg.output_bytes), stdout=f, stdin=subprocess.DEVNULL, cwd="/",
+                       check=True, timeout=300)
+        elapsed = time.monotonic() - t0
+    result = {"elapsed_s": elapsed, "mib_per_s": cfg.output_bytes / MIB / elapsed,
+              "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+    os.remove(path)
+    return result
+
+
+class RssSampler:
+    """VmRSS of ``pid`` every ``interval`` seconds in a thread, until ``stop``."""
+
+    def __init__(self, pid, interval=0.05):
+        self.pid, self.interval = pid, interval
+        self.peak, self.samples = 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, proc_status(self.pid, "VmRSS"))
+                self.samples += 1
+            except (OSError, KeyError):
+                return
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def output_sysadmd(ws, cfg, job_id):
+    """A fresh daemon, two followers (one load.js process each) signed in; the first one
+    starts the job with rpc/dispatcher run, then both subscribe to its output from offset
+    0 and check every byte until the eof event. Timed from the run request to the later
+    eof; the daemon's RSS sampled every 50 ms (and VmHWM, reset before the run)."""
+    server = start_sysadmd(ws, sources="dispatcher")
+    followers = []
+    try:
+        for i in range(cfg.followers):
+            followers.append(LoadClient("follow", server.url, cfg.deadline, dispatcher=1 if i == 0 else 0))
+        for f in followers:
+            f.expect("ready", 60)
+        time.sleep(0.5)
+        rss0 = server.rss()
+        peak_reset = reset_peak_rss(server.pid)
+        sampler = RssSampler(server.pid)
+        cpu0 = server.cpu()
+        followers[0].send(cmd="run", job_id=job_id, command=shlex.join(output_command(cfg.output_bytes)))
+        started = followers[0].expect("started", 60)
+        for f in followers:
+            f.send(cmd="follow", job_id=job_id, offset=0)
+        answers = [f.expect("followed", 600) for f in followers]
+        cpu1 = server.cpu()
+        peak = sampler.stop()
+        if peak_reset:
+            peak = max(peak, proc_status(server.pid, "VmHWM"))
+        time.sleep(1.0)
+        rss_after = server.rss()
+        # The same job again with nobody following: what reading the pipe into the file
+        # costs on its own, without the followers' reads and events.
+        cpu2 = server.cpu()
+        followers[0].send(cmd="run", job_id=job_id + "-alone", command=shlex.join(output_command(cfg.output_bytes)),
+                          wait=True)
+        alone = followers[0].expect("started", 600)
+        alone_cpu = server.cpu() - cpu2
+        alone_s = (alone["finished_ns"] - alone["t0_ns"]) / 1e9 if alone["finished_ns"] else None
+        eof = max(a["eof_ns"] for a in answers)
+        elapsed = (eof - started["t0_ns"]) / 1e9
+        with open(server.log_path) as f:
+            daemon_log = f.read()
+        return {
+            "job_id": job_id, "elapsed_s": elapsed, "mib_per_s": cfg.output_bytes / MIB / elapsed,
+            "run_reply_s": (started["reply_ns"] - started["t0_ns"]) / 1e9,
+            "first_byte_s": min((a["first_byte_ns"] - started["t0_ns"]) / 1e9 for a in answers if a["first_byte_ns"]),
+            "job_finished_s": (answers[0]["job_finished_ns"] - started["t0_ns"]) / 1e9
+            if answers[0].get("job_finished_ns") else None,
+            "server_cpu_seconds": cpu1 - cpu0, "server_cpu": (cpu1 - cpu0) / elapsed,
+            "rss_before": rss0, "rss_peak": peak, "rss_growth": peak - rss0, "rss_after": rss_after,
+            "rss_samples": sampler.samples, "peak_from_vmhwm": peak_reset,
+            "daemon_log_tracebacks": daemon_log.count("Traceback"),
+            "alone_s": alone_s, "alone_mib_per_s": cfg.output_bytes / MIB / alone_s if alone_s else None,
+            "alone_server_cpu_seconds": alone_cpu,
+            "followers": answers,
+        }
+    finally:
+        for f in followers:
+            f.close()
+        server.stop()
+
+
+def output_check(result, expected):
+    """Did this follower get every byte, in order, and nothing else? ``expected``: the
+    baseline's size and sha256."""
+    problems = []
+    if result["bytes"] != expected["bytes"]:
+        problems.append(f"{result['bytes']:,} bytes, not {expected['bytes']:,}")
+    if result["sha256"] != expected["sha256"]:
+        problems.append("sha256 differs")
+    if result["bad_lines"]:
+        problems.append(f"{result['bad_lines']:,} lines out of place (first at byte {result['first_bad_offset']:,})")
+    gaps = len(result["jumps"]) + len(result["gap_frames"])
+    if gaps:
+        problems.append(f"{gaps} gap(s) ({result['unreported_jumps']} unannounced; dropped_bytes "
+                        f"{result['dropped_bytes']:,})")
+    for key in ("chunk_offset_mismatches", "next_offset_mismatches", "other_streams", "overlaps"):
+        if result[key]:
+            problems.append(f"{key} {result[key]}")
+    eof = result["eof_event"]
+    if eof["state"] != "finished" or (eof["return_codes"] or {}).get("0") != 0:
+        problems.append(f"eof event {eof}")
+    return problems
+
+
+def output(ws, cfg):
+    """Issue 17: a job writing cfg.output_bytes to stdout, followed live by two clients,
+    against the same command writing to a file, alternating, cfg.rounds rounds."""
+    rounds = []
+    expected = None
+    for round_ in range(cfg.rounds):
+        log(f"output: round {round_ + 1}/{cfg.rounds}, `cmd > file`, {cfg.output_bytes / MIB:.0f} MiB")
+        base = output_baseline(ws, cfg)
+        if expected is None:
+            expected = {"bytes": base["bytes"], "sha256": base["sha256"]}
+        elif base["sha256"] != expected["sha256"]:
+            raise RuntimeError("output_gen.py wrote different bytes in two rounds")
+        log(f"  {base['mib_per_s']:,.0f} MiB/s; now through sysadmd to {cfg.followers} followers")
+        result = output_sysadmd(ws, cfg, f"bench-output-{round_ + 1}")
+        for f in result["followers"]:
+            f["problems"] = output_check(f, expected)
+        log(f"  {result['mib_per_s']:,.1f} MiB/s ({result['elapsed_s']:.2f} s; job finished at "
+            f"{result['job_finished_s'] or float('nan'):.2f} s), daemon cpu {result['server_cpu_seconds']:.2f} s, "
+            f"rss growth {result['rss_growth'] / MIB:.1f} MiB, followers' cpu "
+            f"{', '.join(format(f['cpu'], '.0%') for f in result['followers'])}; "
+            + "; ".join(", ".join(f["problems"]) or "every byte in order" for f in result["followers"])
+            + f"; with no follower {result['alone_mib_per_s'] or float('nan'):.1f} MiB/s")
+        rounds.append({"baseline": base, "sysadmd": result, "ratio": result["mib_per_s"] / base["mib_per_s"]})
+    return {"bytes": cfg.output_bytes, "followers": cfg.followers, "expected": expected, "rounds": rounds}
+
+
 # -- main -------------------------------------------------------------------------------
 
 
@@ -377,7 +549,7 @@ def machine():
 def config(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher")
+    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher,output")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--dispatch-rounds", type=int, help="dispatcher rounds (short ones: 5 by default)")
     parser.add_argument("--burst", type=int, default=10, help="events per reactor turn at saturation")
@@ -399,6 +571,8 @@ def config(argv):
     cfg.buffer = 1048576
     cfg.jobs = 1000
     cfg.retained = 10000  # [events] retain_events's default
+    cfg.output_bytes = 200 * 1024 * 1024  # issue 17: "a job writing 200 MiB to stdout"
+    cfg.followers = 2
     cfg.deadline = 900
     return cfg
 
@@ -429,6 +603,7 @@ def main(argv=None):
         section("slow", slow_subscriber, (sat or 0) / 2 / 100)
         section("resume", resume)
         section("dispatcher", dispatcher)
+        section("output", output)
         section("profile", profile)
     finally:
         ws.cleanup()

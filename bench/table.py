@@ -94,6 +94,9 @@ def summarize(results, cfg):
         soft, hard = rounds[0]["sysadmd"]["daemon_nofile"]
         row("daemon raises its open-file soft limit to the hard limit (started with 1024)",
             f"{soft}/{hard}", "soft = hard", soft == hard)
+    out = results.get("output")
+    if out:
+        output_rows(row, out)
     return rows
 
 
@@ -215,3 +218,56 @@ def resume_rows(row, res):
     row("resume: every event replayed, once, no gap", "yes" if complete else "NO", "yes", complete)
     ratio = best(replay) / best(live) if replay else None
     row("resume: replay / live", None if ratio is None else round(ratio, 2), ">= 1", ratio is not None and ratio >= 1)
+
+
+def output_rows(row, out):
+    """Issue 17: a job's live output to two followers against ``cmd > file``."""
+    mib = 1024 * 1024
+    size, n = out["bytes"] / mib, out["followers"]
+    rounds = out["rounds"]
+    ours = [r["sysadmd"]["mib_per_s"] for r in rounds]
+    theirs = [r["baseline"]["mib_per_s"] for r in rounds]
+    row(f"output: {size:.0f} MiB job, `cmd > file` (MiB/s; rounds {[round(v) for v in theirs]})", round(best(theirs)))
+    row(f"output: the same job through sysadmd, run request to {n} followers' eof (MiB/s; rounds "
+        f"{[round(v, 1) for v in ours]})", round(best(ours), 1))
+    ratio = best(ours) / best(theirs)
+    row(f"output: sysadmd / `cmd > file`, best / best (each round's ratio: {[round(r['ratio'], 3) for r in rounds]})",
+        f"{ratio:.3g}")
+    finished = [r["sysadmd"]["job_finished_s"] for r in rounds]
+    if all(f is not None for f in finished):
+        row("output: the job's own run time under sysadmd, run request to its finished event (s; rounds "
+            f"{[round(f, 2) for f in finished]})", round(min(finished), 2))
+    alone = [r["sysadmd"]["alone_mib_per_s"] for r in rounds]
+    if all(a is not None for a in alone):
+        cpu = [r["sysadmd"]["alone_server_cpu_seconds"] for r in rounds]
+        row(f"output: the same job with no follower, run request to its finished event (MiB/s; rounds "
+            f"{[round(a, 1) for a in alone]}; daemon CPU s {[round(c, 2) for c in cpu]})", round(best(alone), 1))
+    first = [r["sysadmd"]["first_byte_s"] for r in rounds]
+    row(f"output: run request to a follower's first byte (ms; rounds {[round(f * 1000) for f in first]})",
+        round(min(first) * 1000))
+    growth = [r["sysadmd"]["rss_growth"] / mib for r in rounds]
+    before = [r["sysadmd"]["rss_before"] / mib for r in rounds]
+    after = [r["sysadmd"]["rss_after"] / mib for r in rounds]
+    how = "VmHWM and VmRSS every 50 ms" if all(r["sysadmd"]["peak_from_vmhwm"] for r in rounds) else "VmRSS every 50 ms"
+    row(f"output: daemon RSS growth, peak during the job - before (MiB, worst round; rounds "
+        f"{[round(g, 1) for g in growth]}; {how}; before {max(before):.1f}, 1 s after eof {max(after):.1f})",
+        round(max(growth), 1), "<= 16", max(growth) <= 16)
+    problems = [f"round {i + 1} follower {j + 1}: " + ", ".join(f["problems"])
+                for i, r in enumerate(rounds) for j, f in enumerate(r["sysadmd"]["followers"]) if f["problems"]]
+    complete = not problems
+    row(f"output: every byte to all {n} followers in every round, in order (size and sha256 = `cmd > file`'s, "
+        "numbered lines in place, offsets contiguous, no gap)", "yes" if complete else "NO", "yes", complete)
+    for p in problems[:6]:
+        row(f"output: NOTE {p}", None)
+    dropped = max(f["dropped_bytes"] for r in rounds for f in r["sysadmd"]["followers"])
+    gaps = sum(len(f["gap_frames"]) for r in rounds for f in r["sysadmd"]["followers"])
+    row("output: dropped_bytes reported | gap frames received (all rounds, all followers)", f"{dropped:,} | {gaps}")
+    cpu = [r["sysadmd"]["server_cpu_seconds"] for r in rounds]
+    share = [r["sysadmd"]["server_cpu"] for r in rounds]
+    row(f"output: daemon CPU for the job (s; rounds {[round(c, 2) for c in cpu]}; of one core over the run: "
+        f"{[format(s, '.0%') for s in share]}; {size / min(cpu):.0f} MiB per CPU-second)", round(min(cpu), 2))
+    fcpu = [f["cpu"] for r in rounds for f in r["sysadmd"]["followers"]]
+    row("output: followers' CPU over the run, busiest (of one core; one process each)", f"{max(fcpu):.0%}")
+    wire = statistics.mean(f["wire_bytes"] / max(f["bytes"], 1) for r in rounds for f in r["sysadmd"]["followers"])
+    events = statistics.mean(f["events"] for r in rounds for f in r["sysadmd"]["followers"])
+    row("output: job_output events per follower | bytes on the wire per output byte", f"{events:,.0f} | {wire:.3f}")

@@ -92,9 +92,16 @@ class IOutgoingQueue(IEventSink):
 
     paused = Attribute("True while the transport cannot take more (frames wait here).")
     closed = Attribute("True once closed: everything sent afterwards is discarded.")
+    queued_bytes = Attribute(
+        "Bytes of frames waiting here: a stream that reads at its client's pace "
+        "(:class:`IEventStream`) sends more only when nothing waits."
+    )
 
     def send_frame(frame):
         """Send a reply or notice (an envelope dict); never dropped."""
+
+    def send_payload(payload):
+        """Send an encoded frame of the spec dialect (UTF-8 JSON bytes); never dropped."""
 
     def send_prepared(prepared):
         """Send an already framed message; never dropped."""
@@ -105,6 +112,33 @@ class IOutgoingQueue(IEventSink):
 
     def close():
         """Forget waiting messages and accept no more."""
+
+    def when_drained(callback):
+        """Call ``callback()`` once, the next time the transport takes more and nothing
+        waits in the queue (never, if it closes first)."""
+
+
+class IEventStream(Interface):
+    """A subscription with parameters, beside the hub's event sources: each subscriber
+    names what it follows and from where, e.g. ``{"name": "job-output", "job_id": "x",
+    "offset": 0}`` (:mod:`sysadmd.dispatcher.follow`). Registered on the hub under
+    ``name``; ``events/subscribe`` and ``events/unsubscribe`` hand it the objects with
+    that name."""
+
+    name = Attribute("The name subscribers give, e.g. 'job-output'.")
+    access = Attribute("The access level (sysadmd.auth.policy) a subscriber needs.")
+
+    def follow(sink, item):
+        """Start following what ``item`` (the subscription object) names, sending to
+        ``sink`` (an :class:`IOutgoingQueue`). Returns a Deferred that fires with a
+        callable to call right after the subscribe reply (it starts the flow), or fails
+        with a RequestError (nothing is followed)."""
+
+    def unfollow(sink, item):
+        """Stop what ``item`` names (the bare name: everything ``sink`` follows here)."""
+
+    def drop(sink):
+        """``sink`` is gone or signed out: stop all it follows."""
 
 
 class ISessionListener(Interface):

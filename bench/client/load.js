@@ -5,6 +5,7 @@
 //        [--user U --password P | --token T] [--concurrency C] [--deadline SECONDS]
 //   node load.js dispatch --url ... --user U --password P --jobs 1000 --queue bench
 //   node load.js replay --url ... --user U --password P --since 0 --expect 10000
+//   node load.js follow --url ... --user U --password P [--dispatcher 1]
 //
 // `subscribe` opens N connections (plus K that stop reading once subscribed), signs each in
 // (the first with rpc/auth, the others with rpc/auth_token and the first one's token, so
@@ -17,6 +18,16 @@
 //   {"cmd":"add","n":N}                         open N more subscribers
 //   {"cmd":"resume_stalled","duration":S}       let stalled ones read again for S seconds
 //   {"cmd":"quit"}
+//
+// `follow` signs one connection in (and subscribes it to `dispatcher` with --dispatcher 1),
+// prints {"event":"ready"} and obeys:
+//
+//   {"cmd":"run","job_id":ID,"command":C}       rpc/dispatcher run; answers "started" (with
+//                                               "wait":true once the job's finished event
+//                                               came: --dispatcher 1)
+//   {"cmd":"follow","job_id":ID,"offset":N}     subscribe to the job's output and check every
+//                                               byte (output_gen.py's numbered lines); answers
+//                                               "followed" at the eof event
 //
 // Each command's answer is one JSON line on stdout. Events carry "t", the publisher's
 // CLOCK_MONOTONIC in ns, which process.hrtime reads too: latency is now - t. Only
@@ -33,7 +44,7 @@ function parseArgs(argv) {
   const opts = {
     mode: argv[0], n: 1, stalled: 0, source: 'bench', concurrency: 50, deadline: 600,
     user: null, password: null, token: null, jobs: 1000, queue: null, command: 'true',
-    since: -1, expect: 0,
+    since: -1, expect: 0, dispatcher: 0,
   };
   for (let i = 1; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
@@ -430,10 +441,215 @@ async function replayMode(opts) {
   process.exit(0);
 }
 
+// -- follow: a job's live output (issue 17) -------------------------------------------
+
+const crypto = require('crypto');
+
+const LINE = 64; // output_gen.py: a 12-digit line number, a space, 50 letters, "\n"
+
+// One follower's check of a job's output: every byte in offset order, hashed (sha256, to
+// compare with the same command's output written to a file) and read as output_gen.py's
+// numbered lines (so a misplaced byte is located, not only detected). A jump in offsets
+// is a gap: "reported" when a gap frame or dropped_bytes announced it, "unreported"
+// otherwise; either way the check resumes at the next line after it.
+class OutputCheck {
+  constructor(offset) {
+    this.hash = crypto.createHash('sha256');
+    this.bytes = 0; this.events = 0; this.chunks = 0; this.wire = 0; this.maxEvent = 0;
+    this.otherStreams = 0; this.badLines = 0; this.firstBad = null; this.lines = 0;
+    this.gapFrames = []; this.jumps = []; this.unreported = 0; this.overlaps = 0;
+    this.chunkMismatch = 0; this.nextMismatch = 0; this.dropped = 0;
+    this.announcedTo = null;
+    this.resync(offset);
+  }
+
+  resync(offset) {
+    this.pos = offset;
+    this.tail = Buffer.alloc(0);
+    this.lineSkip = (LINE - (offset % LINE)) % LINE;
+    this.lineNo = Math.ceil(offset / LINE);
+  }
+
+  gap(args) {
+    this.gapFrames.push([args.missed_from, args.missed_to, args.reason]);
+    this.announcedTo = args.missed_to;
+  }
+
+  event(args, wireBytes) {
+    this.events++; this.wire += wireBytes;
+    if (wireBytes > this.maxEvent) this.maxEvent = wireBytes;
+    if (args.offset !== this.pos) this.jump(args.offset, args.dropped_bytes);
+    for (const chunk of args.chunks) {
+      this.chunks++;
+      if (chunk.stream !== 'stdout' || chunk.command !== 0) this.otherStreams++;
+      if (chunk.offset !== this.pos) { this.chunkMismatch++; this.jump(chunk.offset, args.dropped_bytes); }
+      const buf = Buffer.from(chunk.data, 'utf8');
+      this.hash.update(buf);
+      this.bytes += buf.length; this.pos += buf.length;
+      this.lineCheck(buf);
+    }
+    if (args.next_offset !== this.pos) { this.nextMismatch++; this.resync(args.next_offset); }
+    this.dropped = args.dropped_bytes || 0;
+  }
+
+  jump(to, droppedBytes) {
+    const reported = (this.announcedTo === to) || (droppedBytes || 0) > this.dropped;
+    this.jumps.push([this.pos, to, reported]);
+    if (to < this.pos) this.overlaps++;
+    else if (!reported) this.unreported++;
+    this.announcedTo = null;
+    this.resync(to);
+  }
+
+  lineCheck(buf) {
+    let data = this.tail.length ? Buffer.concat([this.tail, buf]) : buf;
+    let i = 0;
+    if (this.lineSkip) { i = Math.min(this.lineSkip, data.length); this.lineSkip -= i; }
+    for (; data.length - i >= LINE; i += LINE) {
+      let n = 0; let ok = data[i + 12] === 32 && data[i + LINE - 1] === 10;
+      for (let k = 0; k < 12 && ok; k++) {
+        const d = data[i + k] - 48;
+        if (d < 0 || d > 9) ok = false; else n = n * 10 + d;
+      }
+      if (!ok || n !== this.lineNo) {
+        this.badLines++;
+        if (this.firstBad === null) this.firstBad = this.lineNo * LINE;
+      }
+      this.lineNo++; this.lines++;
+    }
+    this.tail = Buffer.from(data.subarray(i));
+  }
+
+  summary() {
+    return {
+      bytes: this.bytes, end_offset: this.pos, sha256: this.hash.digest('hex'), events: this.events,
+      chunks: this.chunks, wire_bytes: this.wire, max_event_bytes: this.maxEvent, lines: this.lines,
+      bad_lines: this.badLines, first_bad_offset: this.firstBad, tail_bytes: this.tail.length,
+      other_streams: this.otherStreams, gap_frames: this.gapFrames, jumps: this.jumps.slice(0, 20),
+      unreported_jumps: this.unreported, overlaps: this.overlaps, chunk_offset_mismatches: this.chunkMismatch,
+      next_offset_mismatches: this.nextMismatch, dropped_bytes: this.dropped,
+    };
+  }
+}
+
+async function followMode(opts) {
+  const client = new Client(opts);
+  const sub = new Subscriber(client, 0, false);
+  let check = null; let onEof = null; let finishedAt = null; let jobId = null;
+  const times = {};
+  sub.open = function open() {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws = new WebSocket(opts.url, {
+        perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 64 * 1024 * 1024,
+        handshakeTimeout: 30000,
+      });
+      ws.on('error', (e) => { if (!this.ready) reject(e); else out({ event: 'error', error: String(e) }); });
+      ws.on('close', () => { if (onEof) out({ event: 'error', error: 'connection closed before eof' }); });
+      ws.on('message', (data) => this.onMessage(data));
+      ws.on('open', async () => {
+        try {
+          const reply = await this.call('rpc', 'auth', { username: opts.user, password: opts.password });
+          if (reply.name !== 'response') throw new Error('auth failed: ' + JSON.stringify(reply));
+          if (opts.dispatcher) {
+            const r = await this.call('events', 'subscribe', ['dispatcher']);
+            if (r.name !== 'response') throw new Error('subscribe failed: ' + JSON.stringify(r));
+          }
+          this.ready = true;
+          resolve();
+        } catch (e) { reject(e); }
+      });
+    });
+  };
+  sub.onMessage = (data) => {
+    const text = data.toString();
+    const msg = JSON.parse(text);
+    if (msg.namespace === 'events' && msg.name === 'job_output' && check && msg.args.job_id === jobId) {
+      if (times.first === undefined && msg.args.chunks.length) times.first = nowNs();
+      check.event(msg.args, data.length);
+      if (msg.args.eof) {
+        times.eof = nowNs();
+        const done = onEof; onEof = null;
+        if (done) done(msg.args);
+      }
+      return;
+    }
+    if (msg.namespace === 'events' && msg.name === 'gap' && check && msg.args.source === 'job-output') {
+      check.gap(msg.args); return;
+    }
+    if (msg.namespace === 'events' && msg.name === 'dispatcher') {
+      const a = msg.args;
+      if (a.process_id === jobId && a.state === 'finished' && finishedAt === null) finishedAt = nowNs();
+      return;
+    }
+    const resolve = sub.pending.get(msg.id);
+    if (resolve) { sub.pending.delete(msg.id); resolve(msg); }
+  };
+  await sub.open();
+  out({ event: 'ready' });
+
+  const handle = async (cmd) => {
+    switch (cmd.cmd) {
+      case 'run': {
+        jobId = cmd.job_id; finishedAt = null;
+        const t0 = nowNs();
+        const reply = await sub.call('rpc', 'dispatcher', { action: 'run', [cmd.job_id]: cmd.command });
+        if (reply.name !== 'response') throw new Error('run refused: ' + JSON.stringify(reply));
+        const replyAt = nowNs();
+        if (cmd.wait) {
+          const until = Date.now() + 600000;
+          while (finishedAt === null && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+        }
+        return { event: 'started', t0_ns: t0, reply_ns: replyAt, finished_ns: finishedAt, reply: reply.args };
+      }
+      case 'follow': {
+        jobId = cmd.job_id;
+        check = new OutputCheck(cmd.offset || 0);
+        delete times.first; delete times.eof;
+        const eof = new Promise((resolve) => { onEof = resolve; });
+        const cpu0 = process.cpuUsage();
+        const t0 = nowNs();
+        const reply = await sub.call('events', 'subscribe', [{ name: 'job-output', job_id: cmd.job_id, offset: cmd.offset || 0 }]);
+        if (reply.name !== 'response') throw new Error('job-output subscribe failed: ' + JSON.stringify(reply));
+        const last = await eof;
+        const cpu = process.cpuUsage(cpu0);
+        const elapsed = (times.eof - t0) / 1e9;
+        // The dispatcher's finished event may come after the eof event.
+        if (opts.dispatcher) {
+          const until = Date.now() + 5000;
+          while (finishedAt === null && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+        }
+        return {
+          event: 'followed', subscribe_ns: t0, first_byte_ns: times.first === undefined ? null : times.first,
+          eof_ns: times.eof, job_finished_ns: finishedAt, elapsed_s: elapsed,
+          cpu_s: (cpu.user + cpu.system) / 1e6, cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+          eof_event: { state: last.state, return_codes: last.return_codes, killed: last.killed,
+            timed_out: last.timed_out, interrupted: last.interrupted, dropped_bytes: last.dropped_bytes },
+          ...check.summary(),
+        };
+      }
+      case 'quit':
+        sub.ws.terminate();
+        return { event: 'bye' };
+      default: return { event: 'error', error: `unknown command ${cmd.cmd}` };
+    }
+  };
+  const rl = readline.createInterface({ input: process.stdin });
+  let queue = Promise.resolve();
+  rl.on('line', (line) => {
+    if (!line.trim()) return;
+    queue = queue.then(async () => {
+      const cmd = JSON.parse(line);
+      out(await handle(cmd));
+      if (cmd.cmd === 'quit') process.exit(0);
+    }).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); });
+  });
+  rl.on('close', () => queue.then(() => process.exit(0)));
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   setTimeout(() => { out({ event: 'error', error: 'deadline reached' }); process.exit(3); }, opts.deadline * 1000).unref();
-  const run = { dispatch: dispatchMode, replay: replayMode }[opts.mode] || subscribeMode;
+  const run = { dispatch: dispatchMode, replay: replayMode, follow: followMode }[opts.mode] || subscribeMode;
   run(opts).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); process.exit(2); });
 }
 

@@ -68,6 +68,7 @@ class Outbound:
         self.paused = False
         self.closed = False
         self._dialect = SPEC
+        self._drain_waiters = []
 
     @property
     def dialect(self):
@@ -92,6 +93,11 @@ class Outbound:
         if self._dialect == ORIGINAL:
             frame = original_frame(frame)
         self._push(self._prepare(envelope.encode(frame)))
+
+    def send_payload(self, payload):
+        """Send an encoded frame of the spec dialect (UTF-8 JSON bytes), e.g. one encoded
+        once for several clients; never dropped."""
+        self._push(self._prepare(payload))
 
     def send_prepared(self, prepared):
         """Send an already framed message (never dropped), e.g. an echo of any type."""
@@ -178,6 +184,15 @@ class Outbound:
         self._flush()
         if self._paused_changed is not None:
             self._paused_changed()
+        if self._drain_waiters and not self.paused and not self._queue and not self.closed:
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for callback in waiters:
+                callback()
+
+    def when_drained(self, callback):
+        """Call ``callback()`` once, the next time the transport takes more and nothing
+        waits here (never, if the queue closes first)."""
+        self._drain_waiters.append(callback)
 
     def stopProducing(self):
         """The connection is going away."""
@@ -187,5 +202,6 @@ class Outbound:
         """Forget queued frames and accept no more."""
         self.closed = True
         self.direct = None
+        self._drain_waiters = []
         self._queue.clear()
         self.queued_bytes = 0

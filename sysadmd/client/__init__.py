@@ -12,6 +12,7 @@
     auth.py        password, cached token and key (auth_ssl) sign-in
     render.py      event lines, colours and tables
     follow.py      a dispatcher job's output streamed from its events
+    output.py      a job's output followed live by byte offset (job-output), resumed
     resume.py      positions in numbered events, gap lines, ``--since``
     watch.py       ``watch``: subscribe, reconnect with backoff, resume, keep alive
     commands.py    the other subcommands

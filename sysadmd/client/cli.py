@@ -11,17 +11,23 @@
                                   after event SEQ of SOURCE; --json prints the frames
                                   with their seq and epoch (and the gap frames)
     state [--timeout S] [--json]  the system state: host, priority, pools
-    run ID CMD [CMD ...] [--queue Q] [--timeout S] [--wait]
-                                  submit a job; --wait streams its output, exits with its code
+    run ID CMD [CMD ...] [--queue Q] [--timeout S] [--wait | --follow]
+                                  submit a job; --wait streams its output, exits with its
+                                  code; --follow prints its output live (its stdout to
+                                  stdout, its stderr to stderr), resuming after a dropped
+                                  connection, and exits with its code
     jobs [--json]                 pending and running jobs
     kill ID [ID ...]              kill jobs
     log ID [--json]               a job's full log
+    log -f ID [--offset N]        follow a job's output live from its start (or byte N)
+                                  to its end, like run --follow; exits with its code
     history [--limit N] [--json]  recently finished jobs
     identify [--json]             what the daemon is (no sign-in needed)
 
 Connection options may come before or after the command; their defaults come from
 ``~/.config/sysadm/client.ini`` (see ``sysadmd.client.config``). Failures are one line on
-stderr and exit status 1 (2 for usage errors); ``run --wait`` exits with the job's code.
+stderr and exit status 1 (2 for usage errors); ``run --wait``, ``run --follow`` and
+``log -f`` exit with the job's code (128+N when killed by signal N).
 """
 
 import argparse
@@ -39,6 +45,7 @@ from sysadmd.client.binding import parse_server_fingerprint
 from sysadmd.client.config import load_defaults
 from sysadmd.client.connection import tls_for
 from sysadmd.client.errors import ClientError
+from sysadmd.client.output import OutputFollow
 from sysadmd.client.render import event_line
 from sysadmd.client.resume import parse_since
 from sysadmd.client.tls import parse_fingerprint
@@ -72,6 +79,19 @@ class Output:
         except BrokenPipeError:
             if self.on_broken is not None:
                 self.on_broken()
+
+    def write_err(self, text):
+        """Write ``text`` to stderr as it is (a job's stderr), and flush; stdout first, so
+        what was written to both comes out in order."""
+        try:
+            self.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        try:
+            self.stderr.write(text)
+            self.stderr.flush()
+        except BrokenPipeError:
+            pass
 
     def line(self, text):
         """One line (or several) to stdout."""
@@ -116,6 +136,13 @@ def _limit(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
+
+
+def _offset(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a byte offset (0 or more)")
     return value
 
 
@@ -183,14 +210,22 @@ def build_parser():
     p.add_argument("commands", nargs="+", metavar="CMD")
     p.add_argument("--queue", metavar="Q", help="dispatcher queue (default no_queue)")
     p.add_argument("--timeout", type=_seconds, metavar="S", help="seconds before the job is stopped (0 = none)")
-    p.add_argument("--wait", action="store_true", help="stream the output and exit with the job's return code")
+    waiting = p.add_mutually_exclusive_group()
+    waiting.add_argument("--wait", action="store_true", help="stream the output and exit with the job's return code")
+    waiting.add_argument("--follow", action="store_true",
+                         help="print the output live (stdout and stderr apart), across dropped connections, "
+                              "and exit with the job's return code")
     p = command("jobs", "List pending and running jobs.")
     p.add_argument("--json", action="store_true")
     p = command("kill", "Kill pending or running jobs.")
     p.add_argument("job_ids", nargs="+", metavar="ID")
-    p = command("log", "Show a job's full log.")
+    p = command("log", "Show a job's full log, or follow its output with -f.")
     p.add_argument("job_id", metavar="ID")
     p.add_argument("--json", action="store_true")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="print the output live (pending, running or finished job) until the job ends; "
+                        "exit with its return code")
+    p.add_argument("--offset", type=_offset, metavar="N", help="with -f: start at byte N of the output")
     p = command("history", "Show recently finished jobs, newest first.")
     p.add_argument("--limit", type=_limit, metavar="N", help="at most N jobs (the daemon's default: 50)")
     p.add_argument("--json", action="store_true")
@@ -252,6 +287,32 @@ def prepare(reactor, options, environ=None, prompt=getpass.getpass):
     return target, credentials
 
 
+def check_follow_options(options):
+    """Usage errors (exit status 2) in the options of ``log``: ``--offset`` needs ``-f``,
+    ``--json`` does not go with it."""
+    if options.command != "log":
+        return
+    if options.offset is not None and not options.follow:
+        raise ClientError("log: --offset goes with -f", exit_code=2)
+    if options.follow and options.json:
+        raise ClientError("log: -f prints the output as it is; --json does not go with it", exit_code=2)
+
+
+def follows_output(options):
+    """Whether the command is ``run --follow`` or ``log -f``."""
+    return options.command in ("run", "log") and getattr(options, "follow", False)
+
+
+def output_follow(reactor, open_link, credentials, options, out):
+    """The :class:`OutputFollow` of ``run --follow`` (which submits the job on the first
+    connection) or ``log -f``."""
+    if options.command == "run":
+        request = dict(commands.run_request(options), action="run")
+        return OutputFollow(reactor, open_link, credentials, options.job_id, out,
+                            start=lambda session: session.call("rpc", "dispatcher", request))
+    return OutputFollow(reactor, open_link, credentials, options.job_id, out, offset=options.offset or 0)
+
+
 def _show_events(options, out):
     if options.json:
         return lambda frame: out.line(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
@@ -266,6 +327,7 @@ def run(reactor, options, out, environ=None):
         if options.command == "watch":
             sources = options.sources or list(BUILT_IN_SOURCES)
             start = starting_positions(options.since, sources)
+        check_follow_options(options)
         settings(options, environ)
         target, credentials = prepare(reactor, options, environ)
         if options.command == "watch":
@@ -274,6 +336,10 @@ def run(reactor, options, out, environ=None):
                               since=start, raw_gaps=options.json)
             reactor.addSystemEventTrigger("before", "shutdown", watcher.stop)
             status = yield watcher.run()
+        elif follows_output(options):
+            follow = output_follow(reactor, lambda: commands.open_link(reactor, target), credentials, options, out)
+            reactor.addSystemEventTrigger("before", "shutdown", follow.stop)
+            status = yield follow.run()
         else:
             status = yield commands.run_command(
                 reactor, target, credentials, COMMANDS[options.command], options, out,

@@ -17,7 +17,7 @@ from sysadmd.client.auth import authenticate, sign_in_with_key
 from sysadmd.client.bridge import BridgeLink
 from sysadmd.client.connection import CONNECT_TIMEOUT, DirectLink, connect
 from sysadmd.client.errors import ClientError, ConnectionClosed
-from sysadmd.client.follow import JobFollower, exit_status
+from sysadmd.client.follow import JobFollower, end_status
 
 STATE_TIMEOUT = 15.0
 
@@ -133,14 +133,22 @@ def _dispatcher(link, action, **args):
     return link.session.call("rpc", "dispatcher", dict(args, action=action))
 
 
-@defer.inlineCallbacks
-def run(reactor, link, options, out):
-    """Submit a job; with ``--wait`` stream its output and end with its return code."""
+def run_request(options):
+    """The args of ``rpc/dispatcher`` ``run`` (without the action) for the ``run``
+    command's options."""
     request = {options.job_id: options.commands if len(options.commands) > 1 else options.commands[0]}
     if options.queue is not None:
         request["queue"] = options.queue
     if options.timeout is not None:
         request["timeout"] = options.timeout
+    return request
+
+
+@defer.inlineCallbacks
+def run(reactor, link, options, out):
+    """Submit a job; with ``--wait`` stream its output and end with its return code
+    (``--follow`` is :mod:`sysadmd.client.output`'s)."""
+    request = run_request(options)
     if not options.wait:
         reply = yield _dispatcher(link, "run", **request)
         out.line("started: " + ", ".join(map(str, (reply or {}).get("started", [options.job_id]))))
@@ -158,14 +166,7 @@ def run(reactor, link, options, out):
     yield link.session.call("events", "subscribe", ["dispatcher"])
     yield _dispatcher(link, "run", **request)
     yield finished
-    code = follower.return_code
-    flags = ", ".join(flag.replace("_", " ") for flag in follower.flags)
-    if code is None:
-        out.error(f"job {options.job_id} ended before any command ran" + (f" ({flags})" if flags else ""))
-        return 1
-    if code != 0 or flags:
-        out.error(f"job {options.job_id} finished with return code {code}" + (f" ({flags})" if flags else ""))
-    return exit_status(code)
+    return end_status(options.job_id, follower.return_code, follower.flags, out.error)
 
 
 @defer.inlineCallbacks

@@ -60,6 +60,20 @@ def exit_status(code):
     return min(code, 255)
 
 
+def end_status(job_id, code, flags, error):
+    """The exit status of a command that followed job ``job_id`` to its end: its last
+    return code ``code`` (None: no command ran) through :func:`exit_status`, 1 when
+    nothing ran. Unless the job succeeded, says how it ended through ``error`` (one
+    line), naming ``flags`` (killed, timed_out, interrupted)."""
+    flags = ", ".join(flag.replace("_", " ") for flag in flags)
+    if code is None:
+        error(f"job {job_id} ended before any command ran" + (f" ({flags})" if flags else ""))
+        return 1
+    if code != 0 or flags:
+        error(f"job {job_id} finished with return code {code}" + (f" ({flags})" if flags else ""))
+    return exit_status(code)
+
+
 class JobFollower:
     """Writes the new output of job ``job_id`` as its events arrive.
 

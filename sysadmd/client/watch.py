@@ -24,6 +24,10 @@ dropped events are fetched again by re-subscribing from the last one shown, when
 daemon still keeps them. ``heads`` frames are not shown: when a source's events up to the
 head told by the previous heads frame have not all arrived (and no gap said why), a line
 says so and the source is re-subscribed from the last event shown.
+
+The connection half (connect, sign in, keep alive, reconnect, sign in again) is
+:class:`Resubscriber`, which :class:`Watcher` and ``run --follow``/``log -f``
+(:class:`sysadmd.client.output.OutputFollow`) share; each says what it subscribes to.
 """
 
 from twisted.application.internet import backoffPolicy
@@ -41,67 +45,71 @@ KEEPALIVE = 60.0
 BACKOFF_CAP = 30.0
 
 
-class Watcher:
-    """Follows ``sources`` through links made by ``open_link()``; ``show(frame)`` gets
-    every event frame to show (and the gap frames too with ``raw_gaps``). ``explicit``
-    says the user named the sources: then a source the daemon does not know is an error,
-    otherwise it is skipped with a warning. ``since`` maps sources to ``(seq, epoch or
-    None)``: start after that event."""
+class Resubscriber:
+    """Keeps a subscription alive across dropped connections: connects with
+    ``open_link()``, signs in with ``credentials``, subscribes, pings every ``keepalive``
+    seconds, and reconnects after 1, 2, 4 ... ``backoff_cap`` seconds when the connection
+    drops (announced on ``out``). Subclasses say what to subscribe to and what to do with
+    the events:
+
+    - ``_subscribe(session)``: subscribe (again, from where the last one got to); may
+      return a Deferred;
+    - ``_event(frame)``: one event frame;
+    - ``_resubscribed()``: the end of the line announcing a reconnect (what was
+      subscribed again);
+    - ``_fatal``: the errors that end :meth:`run` even after the first connection
+      (a refused sign-in always does).
+
+    :meth:`run` fires with the status given to :meth:`finish` (0 after :meth:`stop`).
+    """
 
     _log = Logger()
+    _fatal = ()
 
-    def __init__(self, clock, open_link, credentials, sources, explicit, show, out,
-                 keepalive=KEEPALIVE, backoff_cap=BACKOFF_CAP, since=None, raw_gaps=False):
+    def __init__(self, clock, open_link, credentials, out, keepalive=KEEPALIVE, backoff_cap=BACKOFF_CAP):
         self._clock = clock
         self._open_link = open_link
         self._credentials = credentials
-        self._sources = list(sources)
-        self._explicit = explicit
-        self._show = show
         self._out = out
         self._keepalive = keepalive
-        self._raw_gaps = raw_gaps
-        self.positions = Positions(since)
         # Called with the failed reconnections so far: 1, 2, 4 ... backoff_cap seconds. No
         # jitter, so the delays announced on stderr stay round.
         self._retry_delay = backoffPolicy(
             initialDelay=1.0, maxDelay=backoff_cap, factor=2.0, jitter=lambda: 0.0
         )
-        self._warned = set()
         self._stopping = False
+        self._status = 0
         self._link = None
         self._session = None
-        self._resumed = ""
         self._loop = None
-        self.subscribed = []
 
     @defer.inlineCallbacks
     def run(self):
-        """Watch until a sign-in is refused (a failure) or :meth:`stop` is called (then
-        fires with 0)."""
+        """Follow until a sign-in is refused or a ``_fatal`` error happens (a failure), or
+        :meth:`stop` or :meth:`finish` is called (then fires with the status)."""
         link = yield self._connect()
         while True:
             description = yield link.closed
             self._stop_keepalive()
             if self._stopping:
-                return 0
+                return self._status
             failures = 0
             delay = self._retry_delay(failures)
             self._out.error(f"connection to {link.url} lost ({description}); reconnecting in {delay:g} s")
             while True:
                 yield task.deferLater(self._clock, delay, lambda: None)
                 if self._stopping:
-                    return 0
+                    return self._status
                 try:
                     link = yield self._connect()
-                except AuthFailed:
+                except (AuthFailed,) + tuple(self._fatal):
                     raise
                 except ClientError as e:
                     failures += 1
                     delay = self._retry_delay(failures)
                     self._out.error(f"reconnecting failed: {e}; retrying in {delay:g} s")
                     continue
-                self._out.error(f"reconnected to {link.url}; subscribed to {self._resumed}")
+                self._out.error(f"reconnected to {link.url}; {self._resubscribed()}")
                 break
 
     @defer.inlineCallbacks
@@ -113,6 +121,10 @@ class Watcher:
             yield link.close()
             raise
         self._link = link
+        if self._stopping:
+            # Finished while subscribing (the last event came with the reply).
+            yield link.close()
+            return link
         self._start_keepalive(link)
         return link
 
@@ -123,10 +135,91 @@ class Watcher:
         session.on_event = self._event
         session.on_unsolicited_error = lambda args: self._session_ended(link, args)
         yield authenticate(session, self._credentials)
-        self.subscribed = yield self._subscribe(session)
+        yield self._subscribe(session)
+
+    def _subscribe(self, session):
+        raise NotImplementedError
+
+    def _event(self, frame):
+        raise NotImplementedError
+
+    def _resubscribed(self):
+        raise NotImplementedError
+
+    def _session_ended(self, link, args):
+        details = args.get("details") if isinstance(args, dict) else None
+        self._out.error(f"the daemon ended the session ({details or args}); signing in again")
+        d = self._start_session(link)
+
+        def failed(failure):
+            self._out.error(f"signing in again failed: {failure.getErrorMessage()}")
+            link.close()
+
+        d.addErrback(failed)
+
+    def _start_keepalive(self, link):
+        if not self._keepalive:
+            return
+        self._loop = task.LoopingCall(self._ping, link)
+        self._loop.clock = self._clock
+        self._loop.start(self._keepalive, now=False)
+
+    def _stop_keepalive(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _ping(self, link):
+        d = link.session.call("rpc", "query", {}, timeout=self._keepalive)
+
+        def failed(failure):
+            if failure.check(CallTimeout):
+                self._log.info("no reply to the keepalive; dropping the connection")
+                link.close()
+            # Other failures (connection lost, session ended) are handled elsewhere.
+
+        d.addErrback(failed)
+
+    def stop(self):
+        """Stop pinging and close the current link (no reconnecting after that)."""
+        self._stopping = True
+        self._stop_keepalive()
+        if self._link is not None:
+            return self._link.close()
+        return defer.succeed(None)
+
+    def finish(self, status):
+        """Stop (see :meth:`stop`); :meth:`run` fires with ``status``."""
+        if not self._stopping:
+            self._status = status
+        return self.stop()
+
+
+class Watcher(Resubscriber):
+    """Follows ``sources`` through links made by ``open_link()``; ``show(frame)`` gets
+    every event frame to show (and the gap frames too with ``raw_gaps``). ``explicit``
+    says the user named the sources: then a source the daemon does not know is an error,
+    otherwise it is skipped with a warning. ``since`` maps sources to ``(seq, epoch or
+    None)``: start after that event."""
+
+    def __init__(self, clock, open_link, credentials, sources, explicit, show, out,
+                 keepalive=KEEPALIVE, backoff_cap=BACKOFF_CAP, since=None, raw_gaps=False):
+        super().__init__(clock, open_link, credentials, out, keepalive, backoff_cap)
+        self._sources = list(sources)
+        self._explicit = explicit
+        self._show = show
+        self._raw_gaps = raw_gaps
+        self.positions = Positions(since)
+        self._warned = set()
+        self._resumed = ""
+        self.subscribed = []
+
+    def _resubscribed(self):
+        return f"subscribed to {self._resumed}"
 
     @defer.inlineCallbacks
     def _subscribe(self, session):
+        """Subscribe to the sources, each after its last event shown."""
         where = {source: self.positions.describe([source]) for source in self._sources}
         if self._explicit:
             reply = yield self._call_subscribe(session, self._sources)
@@ -134,7 +227,7 @@ class Watcher:
         else:
             subscribed = yield self._subscribe_each(session)
         self._resumed = ", ".join(where.get(source, source) for source in subscribed)
-        return subscribed
+        self.subscribed = subscribed
 
     @defer.inlineCallbacks
     def _subscribe_each(self, session):
@@ -201,48 +294,6 @@ class Watcher:
                 self._out.error(f"{source}: fetching the missed events failed: {failure.getErrorMessage()}")
 
         self._call_subscribe(self._session, [source]).addErrback(failed)
-
-    def _session_ended(self, link, args):
-        details = args.get("details") if isinstance(args, dict) else None
-        self._out.error(f"the daemon ended the session ({details or args}); signing in again")
-        d = self._start_session(link)
-
-        def failed(failure):
-            self._out.error(f"signing in again failed: {failure.getErrorMessage()}")
-            link.close()
-
-        d.addErrback(failed)
-
-    def _start_keepalive(self, link):
-        if not self._keepalive:
-            return
-        self._loop = task.LoopingCall(self._ping, link)
-        self._loop.clock = self._clock
-        self._loop.start(self._keepalive, now=False)
-
-    def _stop_keepalive(self):
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-
-    def _ping(self, link):
-        d = link.session.call("rpc", "query", {}, timeout=self._keepalive)
-
-        def failed(failure):
-            if failure.check(CallTimeout):
-                self._log.info("no reply to the keepalive; dropping the connection")
-                link.close()
-            # Other failures (connection lost, session ended) are handled elsewhere.
-
-        d.addErrback(failed)
-
-    def stop(self):
-        """Stop pinging and close the current link (no reconnecting after that)."""
-        self._stopping = True
-        self._stop_keepalive()
-        if self._link is not None:
-            return self._link.close()
-        return defer.succeed(None)
 
 
 def _subscribed(reply, asked):

@@ -7,19 +7,24 @@
                                  "state": "pending" | "running", "queue_position": "<n>"}}}}
     {"action": "kill", "job_id": <id or list>}                 -> {"killed": {"jobs": [ids found]}}
     {"action": "log", "job_id": <id>}                          -> the job's full process_details
+    {"action": "output", "job_id": <id>, "offset": <n, default 0>, "limit": <bytes, default
+     1 MiB, at most 4 MiB>}
+        -> {"job_id", "offset", "next_offset", "chunks": [{"command", "stream", "offset",
+            "data"}], "eof", "dropped_bytes", "state"} (see ``sysadmd.dispatcher.follow``)
     {"action": "history", "limit": <n, default 50, at most 1000>}
         -> {"history": [{"process_id", "queue", "state", "time_started", "time_finished",
                          "cmd_list", "return_codes/<command>": "<n>", ...}, ...]} newest first
 
 Errors: 400 for bad types, an unknown queue or an empty command (nothing starts); 409 when a
 job id is already pending or running (nothing starts); 404 for an unknown action or a job id
-``log`` does not know; 503 when the dispatcher is unavailable (stopping, or the state directory
+``log`` or ``output`` does not know; 503 when the dispatcher is unavailable (stopping, or the state directory
 cannot be written, e.g. full: the job is refused, not run without a record).
 """
 
 from twisted.internet import defer
 
 from sysadmd.auth.policy import FULL, LIMITED
+from sysadmd.dispatcher.follow import OutputFollowers, check_offset
 from sysadmd.dispatcher.job import DispatcherUnavailable, DuplicateJob, InvalidJob
 from sysadmd.protocol.envelope import RequestError
 from sysadmd.util.log import Logger
@@ -27,9 +32,13 @@ from sysadmd.util.log import Logger
 RUN_OPTIONS = ("action", "queue", "timeout")
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 1000
-ACTIONS = ("run", "list", "kill", "log", "history")
-# Reading is for any user; running and killing commands needs full access.
-ACCESS = {"list": LIMITED, "log": LIMITED, "history": LIMITED, "run": FULL, "kill": FULL}
+OUTPUT_LIMIT = 1024 * 1024
+OUTPUT_LIMIT_MAX = 4 * 1024 * 1024
+ACTIONS = ("run", "list", "kill", "log", "output", "history")
+# Reading is for any user; running and killing commands needs full access. A job's output
+# is read as its log is (the job-output stream declares the same level).
+ACCESS = {"list": LIMITED, "log": LIMITED, "output": OutputFollowers.access, "history": LIMITED,
+          "run": FULL, "kill": FULL}
 # Ids named in one audit line; the rest are counted.
 LOGGED_IDS = 10
 
@@ -144,6 +153,26 @@ class DispatcherCall:
         d = self._dispatcher.when_ready()
         d.addCallback(lambda _: self._dispatcher.details(job_id))
         return d.addCallback(found)
+
+    def _output(self, session, args):
+        job_id = _job_id(args)
+        offset = check_offset(args)
+        limit = args.get("limit", OUTPUT_LIMIT)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise RequestError(400, '"limit" must be a number of bytes (at least 1).')
+
+        def found(result):
+            if result is None:
+                raise RequestError(404, f"No job {job_id!r} is known (running or in history).")
+            return result
+
+        def past_end(failure):
+            failure.trap(ValueError)
+            raise RequestError(400, str(failure.value).capitalize() + ".")
+
+        d = self._dispatcher.when_ready()
+        d.addCallback(lambda _: self._dispatcher.read_output(job_id, offset, min(limit, OUTPUT_LIMIT_MAX)))
+        return d.addCallbacks(found, past_end)
 
     def _history(self, session, args):
         limit = args.get("limit", HISTORY_DEFAULT)

@@ -22,7 +22,9 @@ from typing import Dict
 from twisted.internet import defer
 
 from sysadmd.dispatcher import events
+from sysadmd.dispatcher.follow import OutputFollowers, output_args
 from sysadmd.dispatcher.job import (
+    FINISHED,
     PENDING,
     DispatcherUnavailable,
     InvalidJob,
@@ -30,6 +32,8 @@ from sysadmd.dispatcher.job import (
     check_job,
 )
 from sysadmd.dispatcher.lifecycle import Lifecycle
+from sysadmd.dispatcher.output import Slice
+from sysadmd.dispatcher.outputs import OutputDirectory
 from sysadmd.dispatcher.progress import JobProgress
 from sysadmd.dispatcher.scheduler import Scheduler
 from sysadmd.dispatcher.store import Unwritable
@@ -49,6 +53,9 @@ class Settings:
     event_log_bytes: int = 65536
     store_log_bytes: int = 10 * 1024 * 1024
     history_days: float = 30.0
+    max_output_bytes: int = 64 * 1024 * 1024
+    output_batch_bytes: int = 16 * 1024
+    output_batch_ms: float = 100.0
     env: Dict[str, str] = field(default_factory=dict)
     cwd: str = "/"
 
@@ -63,17 +70,23 @@ class Dispatcher:
 
     log = Logger()
 
-    def __init__(self, reactor, store, settings):
+    def __init__(self, reactor, store, settings, outputs=None):
         self._reactor = reactor
         self._store = store
         self.settings = settings
+        if outputs is None:
+            outputs = OutputDirectory(None)
+        self.outputs = outputs
+        self.followers = OutputFollowers(
+            reactor, self.find_job, outputs, settings.output_batch_bytes, settings.output_batch_ms)
         self._listeners = []
         self._seq = 0
         self._table = JobTable()
         self._scheduler = Scheduler(
             reactor, settings.queues, settings.max_processes, self._start_job, self._table.running
         )
-        self._progress = JobProgress(reactor, settings, store, self._table, self._scheduler, self._publish)
+        self._progress = JobProgress(
+            reactor, settings, store, self._table, self._scheduler, self._publish, outputs, self.followers)
         self._lifecycle = Lifecycle(
             reactor, store, settings.history_days, self._recovered, self._stopping, self._stop_jobs
         )
@@ -159,7 +172,9 @@ class Dispatcher:
         if runs:
             self.log.info("dispatcher: waiting for {count} running jobs to stop", count=len(runs))
         d = defer.DeferredList([run.done for run in runs])
-        return d.addCallback(lambda _: self._progress.close())
+        d.addCallback(lambda _: self._progress.close())
+        d.addCallback(lambda _: self.followers.close())
+        return d.addCallback(lambda _: self.outputs.close())
 
     def _start_job(self, job):
         self._progress.start(job)
@@ -267,10 +282,56 @@ class Dispatcher:
         newest recorded one, named ``job_id`` (None when there is none)."""
         job = self._table.find(job_id)
         if job is not None:
-            return defer.succeed(events.process_details(job))
+            if job.state == PENDING:
+                return defer.succeed(events.process_details(job))
+            # Memory holds only the logs' tails; the output file has them all.
+            return self._store.file_logs(job).addCallback(lambda logs: _details_with(job, logs))
         d = self._store.details(job_id)
         return d.addCallback(lambda found: None if found is None else events.process_details(found))
+
+    def find_job(self, job_id):
+        """A Deferred of the live job named ``job_id``, else of the newest recorded one
+        (with its return codes), else of None."""
+        job = self._table.find(job_id)
+        if job is not None:
+            return defer.succeed(job)
+        return self._store.find(job_id)
+
+    def read_output(self, job_id, offset, limit):
+        """A Deferred of ``output``'s answer (:func:`~sysadmd.dispatcher.follow.output_args`)
+        for up to ``limit`` bytes from ``offset`` of the job's output; None for an unknown
+        job. ValueError when ``offset`` is past the end of a finished job's output."""
+
+        def found(job):
+            if job is None:
+                return None
+            output = self.outputs.reader(job.seq) if job.state != PENDING else None
+            end = output.end if output is not None else 0
+            if offset > end and job.state == FINISHED:
+                raise ValueError(f"offset {offset} is past the end of the output ({end} bytes)")
+            if output is None:
+                piece = Slice(offset, offset, [])
+            else:
+                piece = output.read(offset, limit, final=job.state == FINISHED)
+                if not piece.chunks:
+                    piece = Slice(offset, offset, [])
+            return output_args(job, output, piece)
+
+        return self.find_job(job_id).addCallback(found)
 
     def history(self, limit):
         """A Deferred of up to ``limit`` finished jobs, newest first (no logs)."""
         return self._store.history(limit).addCallback(lambda jobs: [events.summary(j) for j in jobs])
+
+
+def _details_with(job, logs):
+    """``job``'s process_details with ``logs`` (from its output file) instead of the
+    tails it holds, when it has a file."""
+    if logs is None:
+        return events.process_details(job)
+    held = job.logs
+    job.logs = logs
+    try:
+        return events.process_details(job)
+    finally:
+        job.logs = held

@@ -271,21 +271,24 @@ def finish_job(conn, output_rows, seq, time_finished, finished_at, flags):
 
 
 def prune(conn, cutoff):
-    """Delete finished jobs older than ``cutoff`` and their outputs."""
+    """Delete finished jobs older than ``cutoff`` and their outputs; returns their
+    sequence numbers (their output files go once this is committed)."""
     old = "SELECT seq FROM jobs WHERE state = ? AND finished_at < ?"
+    seqs = [row[0] for row in conn.execute(old, (FINISHED, cutoff))]
     conn.execute(f"DELETE FROM outputs WHERE seq IN ({old})", (FINISHED, cutoff))
-    return conn.execute("DELETE FROM jobs WHERE state = ? AND finished_at < ?", (FINISHED, cutoff)).rowcount
+    conn.execute("DELETE FROM jobs WHERE state = ? AND finished_at < ?", (FINISHED, cutoff))
+    return seqs
 
 
 def startup(conn, now, now_iso, cutoff):
     """At start: mark jobs left running as interrupted, prune, and return the pending
-    jobs, the last sequence number, the interrupted ids and the pruned count."""
+    jobs, the last sequence number, the interrupted ids and the pruned jobs' seqs."""
     interrupted = []
     running = "SELECT seq, job_id, flags FROM jobs WHERE state = ? ORDER BY seq"
     for seq, job_id, flags in conn.execute(running, (RUNNING,)).fetchall():
         mark_finished(conn, seq, now_iso, now, dict(json.loads(flags), interrupted="true"))
         interrupted.append(job_id)
-    pruned = prune(conn, cutoff) if cutoff is not None else 0
+    pruned = prune(conn, cutoff) if cutoff is not None else []
     pending = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? ORDER BY seq", (PENDING,)
     ).fetchall()
@@ -307,8 +310,22 @@ def _attach_outputs(conn, jobs, log_cap):
             job.logs[row[1]] = CommandLog(max(log_cap, len(row[3].encode("utf-8"))), row[3], row[4])
 
 
-def details(conn, job_id, log_cap):
-    """One job with its logs (each capped at ``log_cap``), or None."""
+def find(conn, job_id):
+    """The newest job named ``job_id`` with its return codes (no logs), or None."""
+    row = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    job = _job(row)
+    _attach_outputs(conn, [job], None)
+    return job
+
+
+def details(conn, job_id, log_cap, file_logs=None):
+    """One job with its logs (each capped at ``log_cap``), or None. ``file_logs(seq,
+    commands, cap)`` reads them from the job's output file, when it has one (the database
+    then holds only their tails, as events show them)."""
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
     ).fetchone()
@@ -316,7 +333,22 @@ def details(conn, job_id, log_cap):
         return None
     job = _job(row)
     _attach_outputs(conn, [job], log_cap)
+    logs = logs_from(file_logs, job, log_cap)
+    if logs is not None:
+        job.logs = logs
     return job
+
+
+def logs_from(file_logs, job, cap):
+    """``job``'s logs as :class:`CommandLog` objects read by ``file_logs`` (see
+    :func:`details`), or None when it has no output file."""
+    if file_logs is None:
+        return None
+    found = file_logs(job.seq, len(job.commands), cap)
+    if found is None:
+        return None
+    return {index: CommandLog(max(cap, len(text.encode("utf-8"))), text, left_out)
+            for index, (text, left_out) in found.items()}
 
 
 def history(conn, limit):

@@ -24,13 +24,17 @@ class JobProgress:
     """Starts jobs (:meth:`start`) and observes their runs (see the module docstring).
 
     ``settings`` are the dispatcher's :class:`~sysadmd.dispatcher.core.Settings`;
-    ``publish(job)`` sends the job's event.
+    ``publish(job)`` sends the job's event; ``outputs`` (an
+    :class:`~sysadmd.dispatcher.outputs.OutputDirectory`) keeps each job's output file and
+    ``followers`` (:class:`~sysadmd.dispatcher.follow.OutputFollowers`) are woken as it grows.
     """
 
     log = Logger()
 
-    def __init__(self, reactor, settings, store, table, scheduler, publish):
+    def __init__(self, reactor, settings, store, table, scheduler, publish, outputs, followers):
         self._reactor = reactor
+        self._outputs = outputs
+        self._followers = followers
         self._settings = settings
         self._store = store
         self._table = table
@@ -47,9 +51,12 @@ class JobProgress:
         self._store.running(job).addErrback(self._write_failed, job)
         settings = self._settings
         timeout = job.timeout if job.timeout is not None else settings.default_timeout
+        output = self._outputs.start(job)
+        # With a file, memory holds only what events show; log reads the file.
+        cap = settings.event_log_bytes if output is not None else settings.store_log_bytes
         run = JobRun(
             self._reactor, job, settings.env, settings.cwd, settings.kill_grace,
-            settings.store_log_bytes, self, timeout, self._lookup,
+            cap, self, timeout, self._lookup, output,
         )
         self._table.started(run)
         run.start()
@@ -63,7 +70,9 @@ class JobProgress:
         self._throttle.changed(job)
 
     def command_output(self, job, index):
-        """Output arrived: a running event, throttled."""
+        """Output arrived (in the job's file already): its followers are woken, and a
+        running event sent, throttled."""
+        self._followers.written(job)
         self._throttle.output(job)
 
     def command_finished(self, job, index, return_code):
@@ -79,6 +88,7 @@ class JobProgress:
         job.finished_at = now
         job.time_finished = events.iso_time(now)
         self._throttle.forget(job)
+        self._outputs.finished(job)
         self._scheduler.discard(job)
         # Until its finish is committed (later, if the disk is full), log answers from the table.
         self._table.finished(job)
@@ -87,6 +97,7 @@ class JobProgress:
         d.addBoth(lambda _: self._table.saved(job))
         self._log_unless_clean(job)
         self._publish(job)
+        self._followers.written(job)
         self._scheduler.schedule()
 
     def close(self):

@@ -13,6 +13,7 @@ import pwd
 
 from twisted.internet import defer
 
+from sysadmd.dispatcher.output import STDERR
 from sysadmd.interfaces import IJobObserver
 from sysadmd.util.commands import DEFAULT_PATH
 from sysadmd.util.log import Logger
@@ -53,11 +54,13 @@ class JobRun:
 
     ``done`` fires with the job after ``job_finished``. ``timeout`` (seconds, 0 or None for
     none) covers the whole job. ``lookup`` finds executables (``find_executable`` by
-    default; the dispatcher shares one ``ExecutableLookup`` between its jobs).
+    default; the dispatcher shares one ``ExecutableLookup`` between its jobs). ``output``,
+    the job's :class:`~sysadmd.dispatcher.output.OutputFile` when it has one, gets every
+    byte first, tagged with its command and stream.
     """
 
     def __init__(self, reactor, job, env, cwd, kill_grace, log_cap, observer, timeout=None,
-                 lookup=find_executable):
+                 lookup=find_executable, output=None):
         self._reactor = reactor
         self._lookup = lookup
         self.job = job
@@ -69,6 +72,7 @@ class JobRun:
         self._observer = IJobObserver(observer)
         self._timeout = timeout
         self._timeout_call = None
+        self._output = output
         self._process = None
         self.stopping = False
         self.done = defer.Deferred()
@@ -88,10 +92,13 @@ class JobRun:
         self._observer.command_started(job, index)
         observer = self._observer
         cap = self._log_cap
+        file = self._output
 
         def output(fd, data):
-            # stdout and stderr share the log, in arrival order; a log exists only once
-            # there is output.
+            # The file first: it is the truth. stdout and stderr share the log, in
+            # arrival order; a log exists only once there is output.
+            if file is not None:
+                file.append(index, fd, data)
             job.log_for(index, cap).feed(data)
             observer.command_output(job, index)
 
@@ -104,7 +111,10 @@ class JobRun:
                 command=job.commands[index],
                 reason=reason,
             )
-            job.log_for(index, self._log_cap).add_text(f"sysadmd: cannot start: {reason}\n")
+            text = f"sysadmd: cannot start: {reason}\n"
+            if self._output is not None:
+                self._output.append(index, STDERR, text.encode("utf-8"))
+            job.log_for(index, self._log_cap).add_text(text)
             self._ended(index, -1)
             return
         self._process = process

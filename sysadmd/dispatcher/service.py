@@ -8,6 +8,7 @@ from twisted.application.service import Service
 from sysadmd.config import ConfigError
 from sysadmd.dispatcher.core import Dispatcher, Settings
 from sysadmd.dispatcher.database import FILENAME, ThreadWorker, connect
+from sysadmd.dispatcher.outputs import OUTPUT_DIR, OutputDirectory
 from sysadmd.dispatcher.runner import build_environment
 from sysadmd.dispatcher.store import Store
 
@@ -50,6 +51,9 @@ def settings_from_config(config, environ=None):
         event_log_bytes=section["event_log_bytes"],
         store_log_bytes=section["store_log_bytes"],
         history_days=section["history_days"],
+        max_output_bytes=section["max_output_bytes"],
+        output_batch_bytes=section["output_batch_bytes"],
+        output_batch_ms=section["output_batch_ms"],
         env=build_environment(section["env_passthrough"], environ),
         cwd=config.path("dispatcher", "cwd") or "/",
     )
@@ -72,5 +76,11 @@ def build_dispatcher(reactor, config, errors):
                 config.source, "server", "state_dir", f"cannot use the dispatcher database {path}: {e}"
             )
         )
-    store = Store(lambda: ThreadWorker(reactor, path), settings.store_log_bytes)
-    return DispatcherService(Dispatcher(reactor, store, settings))
+    outputs = OutputDirectory(os.path.join(config.state_dir, OUTPUT_DIR), settings.max_output_bytes)
+    try:
+        outputs.open()
+    except OSError as e:
+        errors.append(ConfigError(config.source, "server", "state_dir",
+                                  f"cannot make the job output directory {outputs.directory}: {e}"))
+    store = Store(lambda: ThreadWorker(reactor, path), settings.store_log_bytes, outputs)
+    return DispatcherService(Dispatcher(reactor, store, settings, outputs))

@@ -43,8 +43,11 @@ class Store:
     also knows which commands' outputs are due with a job's next record.
     """
 
-    def __init__(self, open_worker, log_cap):
+    def __init__(self, open_worker, log_cap, outputs=None):
         self._open_worker = open_worker
+        # The jobs' output files (an OutputDirectory): logs are read from them, and they
+        # go with their records.
+        self._outputs = outputs
         self._worker = None
         self._journal = None
         self._log_cap = log_cap
@@ -81,7 +84,18 @@ class Store:
         """Record jobs left running by the last daemon as finished and interrupted, prune
         history finished before ``cutoff`` (None: keep all). Fires with ``(pending jobs in
         order, the highest seq used, the interrupted job ids, the number pruned)``."""
-        return self._worker.run(db.startup, now, now_iso, cutoff)
+        d = self._worker.run(db.startup, now, now_iso, cutoff)
+
+        def pruned(result):
+            pending, last, interrupted, seqs = result
+            return pending, last, interrupted, self._remove_outputs(seqs)
+
+        return d.addCallback(pruned)
+
+    def _remove_outputs(self, seqs):
+        if self._outputs is not None:
+            self._outputs.remove(seqs)
+        return len(seqs)
 
     def insert(self, *jobs):
         """Record new pending jobs, all or none; fails with :class:`Unwritable` when the
@@ -125,12 +139,29 @@ class Store:
         return self._write("; ".join(what), db.finish_job, args)
 
     def prune(self, cutoff):
-        """Delete jobs finished before ``cutoff``; fires with how many."""
-        return self._worker.run(db.prune, cutoff)
+        """Delete jobs finished before ``cutoff`` and their output files; fires with how
+        many."""
+        return self._worker.run(db.prune, cutoff).addCallback(self._remove_outputs)
 
     def details(self, job_id):
-        """The newest recorded job named ``job_id``, with its logs, or None."""
-        return self._worker.run(db.details, job_id, self._log_cap)
+        """The newest recorded job named ``job_id``, with its logs (from its output file
+        when it has one), or None."""
+        return self._worker.run(db.details, job_id, self._log_cap, self._file_logs)
+
+    def find(self, job_id):
+        """The newest recorded job named ``job_id`` with its return codes (no logs), or
+        None."""
+        return self._worker.run(db.find, job_id)
+
+    def file_logs(self, job):
+        """A Deferred of ``job``'s logs read from its output file (``{index: CommandLog}``,
+        each the last ``store_log_bytes``), or of None when it has no file."""
+        return self._worker.run(lambda conn: db.logs_from(self._file_logs, job, self._log_cap))
+
+    def _file_logs(self, seq, commands, cap):
+        if self._outputs is None:
+            return None
+        return self._outputs.logs(seq, commands, cap)
 
     def history(self, limit):
         """Up to ``limit`` finished jobs, newest first, without logs."""

@@ -108,7 +108,37 @@ class EventHub:
     def __init__(self, prepare, retention=None):
         self._prepare = prepare
         self._channels = {}
+        self._streams = {}
         self.retention = retention if retention is not None else Retention(SystemClock())
+
+    def add_stream(self, stream):
+        """Make ``stream`` (an :class:`sysadmd.interfaces.IEventStream`) subscribable under
+        its name."""
+        if stream.name in self._channels or stream.name in self._streams:
+            raise ValueError(f"event source {stream.name!r} is already registered")
+        self._streams[stream.name] = stream
+
+    def stream(self, name):
+        """The :class:`~sysadmd.interfaces.IEventStream` named ``name``, or None."""
+        return self._streams.get(name)
+
+    def split_streams(self, args):
+        """``(rest, [(stream, item)])``: subscribe or unsubscribe args without the items
+        that name a stream (an object ``{"name": <stream>, ...}``, or the bare name),
+        and those items with their stream. ``args`` that are not a list stay as they are."""
+        if isinstance(args, str) and args in self._streams:
+            return [], [(self._streams[args], {"name": args})]
+        if not isinstance(args, list):
+            return args, []
+        rest, taken = [], []
+        for item in args:
+            name = item.get("name") if isinstance(item, dict) else item
+            stream = self._streams.get(name) if isinstance(name, str) else None
+            if stream is None:
+                rest.append(item)
+            else:
+                taken.append((stream, item if isinstance(item, dict) else {"name": name}))
+        return rest, taken
 
     def add_source(self, name, frame_name, replay_last, snapshot=None):
         """Make ``name`` subscribable; ``snapshot()``, when given, lists the args of
@@ -120,7 +150,7 @@ class EventHub:
         self._channels[name] = channel
 
     def names(self):
-        """The subscribable source names."""
+        """The event sources' names (streams not included)."""
         return sorted(self._channels)
 
     def channel(self, name):
@@ -172,7 +202,7 @@ class EventHub:
                 "Unknown event source(s): "
                 + ", ".join(unknown)
                 + ". Known: "
-                + ", ".join(self.names())
+                + ", ".join(sorted([*self._channels, *self._streams]))
                 + ".",
             )
         return names
@@ -242,9 +272,11 @@ class EventHub:
         return names
 
     def drop(self, sink):
-        """Remove ``sink`` from every source."""
+        """Remove ``sink`` from every source and stream."""
         for channel in self._channels.values():
             channel.subscribers.discard(sink)
+        for stream in self._streams.values():
+            stream.drop(sink)
 
     def subscriptions(self, sink):
         """The names ``sink`` is subscribed to."""

@@ -58,14 +58,15 @@ SERVER = {
         "incomplete then is dropped, however steadily its bytes trickle in.",
     ),
     "reserved_descriptors": Option(
-        "256",
+        "320",
         integer(32),
         "File descriptors kept out of reach of client connections: connections are capped "
         "at the descriptor limit (RLIMIT_NOFILE) minus this; beyond, they are closed at "
         "once, except 8 kept back that may only GET /health. The default covers two pipes "
-        "for each of [dispatcher] max_processes (64) jobs, about 40 for the daemon itself "
-        "(log, database and its journal, ports, event sources, bridge links, file "
-        "rewrites), the 8 /health connections, and a margin.",
+        "and an output file for each of [dispatcher] max_processes (64) jobs, 16 finished "
+        "jobs' output files kept open for readers, about 40 for the daemon itself (log, "
+        "database and its journal, ports, event sources, bridge links, file rewrites), the "
+        "8 /health connections, and a margin.",
     ),
     "max_inflight_requests": Option(
         "20", integer(1), "Requests of one connection handled at once; beyond, reading pauses."

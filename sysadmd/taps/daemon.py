@@ -106,6 +106,8 @@ def build_service(options, reactor):
         reactor, ConnectionSettings.from_config(config), router, hub, tokens, bans
     )
     dispatcher = dispatcher_service.dispatcher
+    # events/subscribe {"name": "job-output", ...}: the dispatcher's followers.
+    hub.add_stream(dispatcher.followers)
     register_calls(router, authenticator, hub, dispatcher, bridges.keys, reactor)
 
     top = DaemonService(reactor, config.source)

@@ -21,6 +21,7 @@ commands (``sysadmd.util.commands``) are built on:
 names found on PATH for a second.
 """
 
+import errno
 import fcntl
 import functools
 import os
@@ -30,6 +31,7 @@ from typing import NamedTuple, Optional
 
 from twisted.internet import defer, error
 from twisted.internet import process as _twisted_process
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import ProcessProtocol
 
@@ -120,6 +122,29 @@ class ExecutableLookup:
         return path, reason
 
 
+# Bytes read from a child's pipe at once: a pipe holds 64 KiB, Twisted reads 8 KiB, so a
+# command writing fast cost eight reads (and eight trips through every output consumer:
+# the job's file, its log, its followers) per pipeful.
+PIPE_READ = 65536
+
+
+class WidePipeReader(_twisted_process.ProcessReader):
+    """Twisted's reader of a child's pipe, reading up to :data:`PIPE_READ` bytes at once."""
+
+    def doRead(self):
+        """The pipe is readable: hand what it holds on (a closed pipe ends the reader)."""
+        try:
+            data = os.read(self.fd, PIPE_READ)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return None
+            return CONNECTION_LOST
+        if not data:
+            return CONNECTION_DONE
+        self.dataReceived(data)
+        return None
+
+
 class SessionProcess(_twisted_process.Process):
     """Twisted's process, started as the leader of a new session (hence of a new
     process group), whose signals go to that whole group.
@@ -134,6 +159,8 @@ class SessionProcess(_twisted_process.Process):
     Twisted's (private) methods: ``tests/unit/test_process.py`` checks they still exist,
     ``tests/integration/test_process.py`` that both paths give the child its own group.
     """
+
+    processReaderFactory = WidePipeReader
 
     def __init__(self, *args, **kwargs):
         self._pgid = None

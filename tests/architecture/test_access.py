@@ -10,6 +10,7 @@ from twisted.internet import task
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.bridge.server import register_calls as register_bridge_calls
 from sysadmd.channel.router import Router
+from sysadmd.dispatcher.follow import OutputFollowers
 from sysadmd.events.hub import EventHub
 from sysadmd.protocol.framing import prepare_text
 from sysadmd.taps.daemon import register_calls
@@ -30,6 +31,8 @@ DAEMON = {
     "rpc/settings revoke_ssl_cert": "limited",
     "rpc/dispatcher list": "limited",
     "rpc/dispatcher log": "limited",
+    # A job's output is read as its log is (events/subscribe job-output likewise).
+    "rpc/dispatcher output": "limited",
     "rpc/dispatcher history": "limited",
     "rpc/dispatcher run": "full",
     "rpc/dispatcher kill": "full",
@@ -83,3 +86,8 @@ def test_registration_needs_a_level_argument():
     """There is no default level: leaving it out is an error."""
     with pytest.raises(TypeError):
         Router().register("test", "call", lambda session, args: None)
+
+
+def test_following_a_jobs_output_needs_what_reading_its_log_needs():
+    """events/subscribe job-output checks the stream's own level: the one of log."""
+    assert OutputFollowers.access == DAEMON["rpc/dispatcher log"] == DAEMON["rpc/dispatcher output"]

@@ -236,6 +236,50 @@ async function expectSnapshots(page, datasets) {
   });
 }
 
+// --- following a job's output (output.js) ---------------------------------------------
+
+// What the page sends and receives about job output, seen from outside the page (through
+// every socket it opens, numbered from 1): {sent: [{socket, frame}], received: [...]}, the
+// events requests sent, and the job_output events, job-output gaps and replies received,
+// in order. Call before the page loads.
+function recordOutputFrames(page) {
+  const log = { sockets: 0, sent: [], received: [] };
+  const parse = (payload) => {
+    try {
+      return JSON.parse(String(payload));
+    } catch (err) {
+      return null;
+    }
+  };
+  page.on("websocket", (ws) => {
+    const socket = ++log.sockets;
+    ws.on("framesent", ({ payload }) => {
+      const frame = parse(payload);
+      if (frame && frame.namespace === "events") log.sent.push({ socket, frame });
+    });
+    ws.on("framereceived", ({ payload }) => {
+      const frame = parse(payload);
+      if (frame && (frame.name === "job_output" || frame.name === "response" || frame.namespace === "error" ||
+                    (frame.name === "gap" && frame.args.source === "job-output"))) {
+        log.received.push({ socket, frame });
+      }
+    });
+  });
+  return log;
+}
+
+// The job-output subscriptions the page asked for, as [{socket, args}] (args: the
+// job-output entry of the subscribe list).
+const outputSubscribes = (log) => log.sent.flatMap(({ socket, frame }) => frame.name !== "subscribe" ? []
+  : frame.args.filter((a) => a && a.name === "job-output").map((args) => ({ socket, args })));
+
+// The text of a job's Output panel (every command's log, in order), and of its stderr.
+const outputText = (page, id) => page.locator(`${jobRow(id)} .job-output pre.log`).evaluateAll(
+  (pres) => pres.map((pre) => pre.textContent).join(""));
+const stderrText = (page, id) => page.locator(`${jobRow(id)} .job-output pre.log .stderr`).evaluateAll(
+  (spans) => spans.map((span) => span.textContent).join(""));
+
+
 // --- scenarios ------------------------------------------------------------------------
 
 const scenarios = {
@@ -504,6 +548,128 @@ const scenarios = {
       await expectVisible(page, `#jobs-gaps .gap[data-reason="${reason}"]`, `the ${reason} gap is not shown`);
     }
     checkNumbering(frames);
+  },
+
+  // The Output panel follows a job that prints a few lines, then waits (for a file the
+  // test makes). The page's connection is cut meanwhile, the job prints the rest and ends;
+  // after the reconnect the page subscribes again from the last next_offset it got, and
+  // shows the whole output once, stderr apart, and the return codes.
+  async output_resume(page) {
+    const frames = recordOutputFrames(page);
+    await signIn(page, "admin", params.password);
+    await recordConn(page);
+    await step("signed-in");  // the test starts the job
+    const id = params.job;
+    await waitForState(page, id, "running");
+    await page.click(`${jobRow(id)} button.toggle`);
+    await eventually(async () => {
+      const shown = await outputText(page, id);
+      for (const line of params.first) assert.ok(shown.includes(line + "\n"), `${JSON.stringify(line)} not in ${JSON.stringify(shown)}`);
+    });
+    await expectText(page, `${jobRow(id)} .output-status`, "Following the output live…");
+    // (Playwright may tell of a frame after the page has acted on it.)
+    await eventually(async () => assert.deepEqual(outputSubscribes(frames),
+      [{ socket: 1, args: { name: "job-output", job_id: id, offset: 0 } }]));
+    // Where the page is: the end of the last event it got.
+    const before = await eventually(async () => {
+      const got = frames.received.filter((r) => r.frame.name === "job_output");
+      assert.ok(got.length, "no job_output event seen");
+      const text = got.flatMap((r) => r.frame.args.chunks.map((c) => c.data)).join("");
+      assert.equal(text, await outputText(page, id));
+      return got[got.length - 1].frame.args.next_offset;
+    });
+    assert.ok(before > 0);
+
+    // The test cuts the connection, lets the job go on, waits for its end, and restores.
+    const { output, stderr } = await step("following");
+    await waitForState(page, id, "finished");
+    assert.ok(await page.evaluate(() => window.__conn.some((t) => /connection lost/.test(t))),
+      "the page never saw its connection drop");
+    await expectText(page, `${jobRow(id)} .output-status`, "Finished: return codes 0, 3");
+    assert.equal(await outputText(page, id), output);
+    assert.equal(await stderrText(page, id), stderr);
+    for (const line of output.split("\n").filter(Boolean)) {
+      assert.equal(output.split("\n").filter((l) => l === line).length, 1, `${line} is not once in the output`);
+    }
+    await expectTexts(page, `${jobRow(id)} .job-output .cmd`, params.heads);
+    // stderr looks unlike stdout.
+    const colours = await page.locator(`${jobRow(id)} .job-output pre.log`).first().evaluate((pre) => {
+      const colour = (stream) => getComputedStyle(pre.querySelector(`.${stream}`)).color;
+      return [colour("stdout"), colour("stderr")];
+    });
+    assert.notEqual(colours[0], colours[1]);
+    // One subscription per connection, the second from where the first one was.
+    await eventually(async () => {
+      const subscribes = outputSubscribes(frames);
+      assert.equal(subscribes.length, 2, JSON.stringify(subscribes));
+      assert.ok(subscribes[1].socket > 1);
+      assert.deepEqual(subscribes[1].args, { name: "job-output", job_id: id, offset: before });
+      const resumed = frames.received.filter((r) => r.socket === subscribes[1].socket && r.frame.name === "job_output");
+      assert.ok(resumed.length && resumed[resumed.length - 1].frame.args.eof);
+      assert.equal(resumed[0].frame.args.offset, before);
+    });
+    assert.equal(frames.received.filter((r) => r.frame.name === "gap").length, 0);
+  },
+
+  // Following one job, then another: the first one's row closes and the page unsubscribes
+  // from it (nothing more of it comes); the second one's output (its middle dropped by the
+  // daemon's max_output_bytes) shows its head, a marker line naming the lost bytes, and its
+  // tail. Opened again, the first job's output shows whole, from the start.
+  async output_switch(page) {
+    const frames = recordOutputFrames(page);
+    await signIn(page, "admin", params.password);
+    // "waiting" runs, "big" ran; the test tells what the daemon kept of big's output.
+    const { head, tail, from, to } = await step("signed-in");
+    await waitForState(page, "waiting", "running");
+    await waitForState(page, "big", "finished");
+    await page.click(`${jobRow("waiting")} button.toggle`);
+    await eventually(async () => assert.equal(await outputText(page, "waiting"), "first\n"));
+    await expectText(page, `${jobRow("waiting")} .output-status`, "Following the output live…");
+
+    await page.click(`${jobRow("big")} button.toggle`);
+    await expectCount(page, `${jobRow("waiting")} tr.output`, 0);
+    await expectText(page, `${jobRow("waiting")} button.toggle`, "Output");
+    await expectText(page, `${jobRow("big")} .output-status`, "Finished: return code 0");
+    // (Playwright may tell of a frame after the page has acted on it.)
+    await eventually(async () => {
+      const sent = frames.sent.map((s) => [s.frame.name, s.frame.args]);
+      assert.deepEqual(sent.slice(-2), [
+        ["unsubscribe", [{ name: "job-output", job_id: "waiting" }]],
+        ["subscribe", [{ name: "job-output", job_id: "big", offset: 0 }]],
+      ]);
+      const gaps = frames.received.filter((r) => r.frame.name === "gap");
+      assert.deepEqual(gaps.map((r) => r.frame.args),
+        [{ source: "job-output", job_id: "big", missed_from: from, missed_to: to, reason: "dropped" }]);
+    });
+    const size = `${+((to - from) / 1024 / 1024).toFixed(1)} MiB`;
+    // On a line of its own: the head may end mid-line.
+    const marker = (head.endsWith("\n") ? "" : "\n") +
+      `[${size} of output not shown (bytes ${from}-${to - 1}): the job wrote more than the daemon keeps]\n`;
+    await expectTexts(page, `${jobRow("big")} pre.log .dropped`, [marker]);
+    const shown = await outputText(page, "big");
+    assert.ok(shown === head + marker + tail, `the output is not head + marker + tail (${shown.length} characters ` +
+      `shown, ${head.length} + ${marker.length} + ${tail.length} expected)`);
+    assert.ok(tail.endsWith("END\n"));
+
+    await step("switched");  // the test lets "waiting" end
+    await waitForState(page, "waiting", "finished");
+    await page.click(`${jobRow("waiting")} button.toggle`);
+    await expectText(page, `${jobRow("waiting")} .output-status`, "Finished: return code 0");
+    assert.equal(await outputText(page, "waiting"), "first\nsecond\n");
+    // Nothing of "waiting" came between the reply to its unsubscribe and its new follow
+    // (all on one connection).
+    await eventually(async () => {
+      assert.deepEqual([...new Set(frames.sent.map((s) => s.socket))], [1]);
+      const unsubscribeId = frames.sent.find((s) => s.frame.name === "unsubscribe").frame.id;
+      const followAgain = frames.sent.filter((s) => s.frame.name === "subscribe").pop().frame;
+      assert.deepEqual(followAgain.args, [{ name: "job-output", job_id: "waiting", offset: 0 }]);
+      const received = frames.received.map((r) => r.frame);
+      const unsubscribed = received.findIndex((f) => f.id === unsubscribeId);
+      const followed = received.findIndex((f) => f.id === followAgain.id);
+      assert.ok(unsubscribed >= 0 && followed > unsubscribed, `replies at ${unsubscribed} and ${followed}`);
+      assert.deepEqual(received.slice(unsubscribed, followed)
+        .filter((f) => f.name === "job_output" && f.args.job_id === "waiting"), []);
+    });
   },
 
   // An overflow gap, as the daemon sends it to a page that read too slowly: the page's

@@ -103,7 +103,7 @@ def daemon(make_daemon, tmp_path):  # noqa: F811
     return _daemon(make_daemon, tmp_path)
 
 
-def _daemon(make_daemon, tmp_path, server_extra="", listen="tcp:0:interface=127.0.0.1"):  # noqa: F811
+def _daemon(make_daemon, tmp_path, server_extra="", listen="tcp:0:interface=127.0.0.1", sections=""):  # noqa: F811
     zpool = _script(tmp_path / "zpool", f"cat <<'EOF'\n{ZPOOL_LIST}EOF\n")
     hostname = _script(tmp_path / "hostname", f"echo {HOSTNAME}\n")
     lp_dir = tmp_path / "lpreserver"
@@ -118,7 +118,7 @@ def _daemon(make_daemon, tmp_path, server_extra="", listen="tcp:0:interface=127.
         "backend = lpreserver\n"
         f"log_dir = {lp_dir}\n"
         "poll_interval = 0.2\n"
-    )
+    ) + sections
     # No ticker plugin: installing one sets the daemon's PYTHONPATH to the plugin alone,
     # and a daemon started from a worktree would then run the installed sysadmd instead.
     d = make_daemon(config, ticker=False, start=False)
@@ -515,4 +515,115 @@ def test_fetches_an_overflowed_range_again(browser, daemon, tmp_path):
         page.finish()
     finally:
         page.close()
+        watcher.close()
+
+
+# --- following a job's output -----------------------------------------------------------
+
+
+def _output(client, job_id):
+    """The whole output of a finished job, from rpc/dispatcher "output": a list of pieces,
+    each {"text", "stderr"}, split where bytes were dropped, and the dropped ranges."""
+    pieces = [{"text": "", "stderr": ""}]
+    dropped = []
+    offset = 0
+    while True:
+        reply = client.call("rpc", "dispatcher", {"action": "output", "job_id": job_id, "offset": offset})
+        assert reply["name"] == "response", reply
+        args = reply["args"]
+        if args["offset"] > offset:
+            dropped.append((offset, args["offset"]))
+            pieces.append({"text": "", "stderr": ""})
+        for chunk in args["chunks"]:
+            pieces[-1]["text"] += chunk["data"]
+            if chunk["stream"] == "stderr":
+                pieces[-1]["stderr"] += chunk["data"]
+        offset = args["next_offset"]
+        if args["eof"]:
+            return pieces, dropped
+
+
+def test_output_panel_follows_a_job_across_a_dropped_connection(browser, make_daemon, tmp_path):  # noqa: F811
+    """The Output panel shows a running job's first lines (stderr apart); the page's
+    connection drops, the job prints the rest and ends; after the reconnect the panel
+    subscribes again from where it was and shows the job's whole output, each line once,
+    and its return codes."""
+    daemon = _daemon(make_daemon, tmp_path)
+    gate = tmp_path / "gate"
+    # The rest of the output waits for a file the test makes: no timing involved.
+    script = _script(tmp_path / "gated", (
+        "echo 'line 1'\n"
+        "echo 'warning 1' >&2\n"
+        "echo 'line 2'\n"
+        f"while [ ! -e '{gate}' ]; do sleep 0.05; done\n"
+        "echo 'line 3'\n"
+        "echo 'warning 2' >&2\n"
+        "echo 'line 4'\n"
+    ))
+    last = "sh -c 'echo last; exit 3'"
+    watcher = _watcher(daemon)
+    cutter = Cutter(lambda: _address(daemon))
+    page = Conversation(
+        daemon, "output_resume", tmp_path, url=f"http://127.0.0.1:{cutter.port}/",
+        password=PASSWORD, job="gated", first=["line 1", "warning 1", "line 2"],
+        heads=[f"$ {script} exit 0", f"$ {last} exit 3"],
+    )
+    try:
+        page.at("signed-in")
+        start_job(watcher, "gated", [script, last])
+        page.go()
+        page.at("following")
+        cutter.cut()
+        gate.touch()
+        details = finished(watcher, "gated")
+        assert details[f"return_codes/{last}"] == "3", details
+        [piece], dropped = _output(watcher, "gated")
+        assert dropped == []
+        output, stderr = piece["text"], piece["stderr"]
+        assert sorted(output.splitlines()) == sorted(
+            ["line 1", "line 2", "line 3", "line 4", "warning 1", "warning 2", "last"]), output
+        cutter.restore()
+        page.go(output=output, stderr=stderr)
+        page.finish()
+    finally:
+        page.close()
+        watcher.close()
+        cutter.close()
+
+
+def test_output_panel_switches_jobs_and_marks_dropped_output(browser, make_daemon, tmp_path):  # noqa: F811
+    """Opening another job's output closes the first one's and unsubscribes from it
+    (nothing more of it comes); the second job wrote more than max_output_bytes, and its
+    panel shows the head, a marker line naming the bytes dropped, and the tail. The first
+    job's output, opened again after it ended, shows whole."""
+    daemon = _daemon(make_daemon, tmp_path, sections="\n[dispatcher]\nmax_output_bytes = 2097152\n")
+    gate = tmp_path / "gate"
+    waiting = _script(tmp_path / "waiting", (
+        "echo first\n"
+        f"while [ ! -e '{gate}' ]; do sleep 0.05; done\n"
+        "echo second\n"
+    ))
+    big = _script(tmp_path / "big", "yes abcdefghijklmnopqrstuvwxyz | head -c 4194304\necho END\n")
+    watcher = _watcher(daemon)
+    page = None
+    try:
+        start_job(watcher, "waiting", [waiting])
+        watcher.call("rpc", "dispatcher", {"action": "run", "big": [big]})
+        finished(watcher, "big")
+        (head, tail), dropped = _output(watcher, "big")
+        [(start, end)] = dropped
+        assert head["text"].startswith("abcdefghijklmnopqrstuvwxyz\n") and tail["text"].endswith("END\n")
+        page = Conversation(daemon, "output_switch", tmp_path, url=daemon.url.replace("ws", "http", 1) + "/",
+                            password=PASSWORD)
+        page.at("signed-in")
+        # (Through stdin: a command line holds no MiB.)
+        page.go(head=head["text"], tail=tail["text"], **{"from": start, "to": end})
+        page.at("switched")
+        gate.touch()
+        finished(watcher, "waiting")
+        page.go()
+        page.finish()
+    finally:
+        if page is not None:
+            page.close()
         watcher.close()

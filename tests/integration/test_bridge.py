@@ -174,6 +174,31 @@ def test_dispatcher_job_events_come_back_through_the_relay(network):
     assert c2.relayed[a_id] == []
 
 
+def test_job_output_is_read_and_followed_through_the_relay(network):
+    """output and a job-output follow work for a relayed client as for a direct one: the
+    same events, every byte, then the final one with the return code."""
+    c1 = network.client(network.key1, expect=2)
+    c2 = network.client(network.key2, expect=1)
+    [a_id] = c2.available
+    _, reply = c1.key_sign_in(a_id, network.key1, network.a.bridge_fingerprint)
+    assert reply["name"] == "response", reply
+    command = "sh -c 'echo relayed-out; echo relayed-err >&2; exit 4'"
+    started = c1.call(a_id, "rpc", "dispatcher", {"action": "run", "relayed-output": command})
+    assert started["args"] == {"started": ["relayed-output"]}, started
+    subscribed = c1.call(a_id, "events", "subscribe", [{"name": "job-output", "job_id": "relayed-output"}])
+    assert subscribed["args"] == {"subscribe": ["job-output"]}, subscribed
+    chunks = []
+    while True:
+        event = c1.next_event(a_id, "job_output", lambda args: args["job_id"] == "relayed-output")
+        chunks += [(c["stream"], c["data"]) for c in event["args"]["chunks"]]
+        if event["args"]["eof"]:
+            break
+    assert event["args"]["return_codes"] == {"0": 4}
+    assert sorted(chunks) == [("stderr", "relayed-err\n"), ("stdout", "relayed-out\n")]
+    read = c1.call(a_id, "rpc", "dispatcher", {"action": "output", "job_id": "relayed-output"})["args"]
+    assert sorted((c["stream"], c["data"]) for c in read["chunks"]) == sorted(chunks) and read["eof"] is True
+
+
 def test_sessions_are_per_client_and_tokens_work_through_the_relay(network):
     """Each relayed client has its own session: one subscribed to the ticker gets its
     events, the other does not until it authenticates (here with the first's token)."""

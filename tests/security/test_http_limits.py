@@ -90,17 +90,17 @@ def limited_twistd(tmp_path, descriptors):
 
 
 def test_at_the_connection_cap_jobs_still_start_and_health_still_answers(tmp_path, monkeypatch, make_daemon):
-    """The daemon under a 400-descriptor limit (so a cap of 400 - 256 reserved = 144
+    """The daemon under a 464-descriptor limit (so a cap of 464 - 320 reserved = 144
     connections) flooded from four addresses with connections that hold on: no more than
     the cap are held, the rest are closed at once (accept never meets EMFILE); an admin
     connected before still starts a job that succeeds, and a new GET /health from
     another address is answered."""
-    monkeypatch.setattr(harness, "TWISTD", limited_twistd(tmp_path, 400))
+    monkeypatch.setattr(harness, "TWISTD", limited_twistd(tmp_path, 464))
     config = server_config(http_request_timeout=60, handshake_timeout=60, max_connections_per_ip=60)
     daemon = make_daemon(config, ticker=False, start=False)
     daemon.add_user("admin", "admin-secret-pw", "full")
     daemon.start()
-    daemon.wait_for_log(r"client connections capped at 144 \(400 file descriptors, 256 reserved\)")
+    daemon.wait_for_log(r"client connections capped at 144 \(464 file descriptors, 320 reserved\)")
     admin = Client(daemon.url)
     assert admin.login("admin", "admin-secret-pw")["name"] == "response"
 

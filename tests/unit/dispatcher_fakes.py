@@ -4,8 +4,10 @@ reactor of ``tests.unit.process_fakes``, and ways to read its results."""
 from twisted.python.failure import Failure
 
 from sysadmd.dispatcher.core import Dispatcher, Settings
-from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.database import SyncWorker
+from sysadmd.dispatcher.output import HEAD_BYTES
+from sysadmd.dispatcher.outputs import OutputDirectory
+from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.store import Store
 from tests.unit.process_fakes import FakeProcess, FakeProcessReactor
 
@@ -14,16 +16,19 @@ __all__ = ["ENV", "FakeProcess", "FakeProcessReactor", "make_dispatcher", "Calle
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
 
 
-def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, **settings):
-    """A started dispatcher on a SyncWorker store in ``tmp_path``, with its events
-    collected; returns ``(reactor, dispatcher, events)``."""
+def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, head_bytes=HEAD_BYTES,
+                    **settings):
+    """A started dispatcher on a SyncWorker store in ``tmp_path`` with its output files in
+    ``tmp_path/output``, its events collected; returns ``(reactor, dispatcher, events)``."""
     reactor = reactor or FakeProcessReactor()
     settings.setdefault("env", dict(ENV))
     settings.setdefault("cwd", str(tmp_path))
     config = Settings(queues=parse_queues(queues), **settings)
     path = str(tmp_path / "dispatcher.sqlite")
-    store = Store(lambda: SyncWorker(path), config.store_log_bytes)
-    dispatcher = Dispatcher(reactor, store, config)
+    outputs = OutputDirectory(str(tmp_path / "output"), config.max_output_bytes, head_bytes)
+    outputs.open()
+    store = Store(lambda: SyncWorker(path), config.store_log_bytes, outputs)
+    dispatcher = Dispatcher(reactor, store, config, outputs)
     events = []
     dispatcher.add_listener(events.append)
     dispatcher.start()

@@ -197,6 +197,9 @@ def test_dispatcher_defaults():
         "event_log_bytes": 65536,
         "store_log_bytes": 10485760,
         "history_days": 30.0,
+        "max_output_bytes": 64 * 1024 * 1024,
+        "output_batch_bytes": 16384,
+        "output_batch_ms": 100.0,
         "env_passthrough": [],
         "cwd": "/",
     }

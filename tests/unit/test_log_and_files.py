@@ -117,8 +117,8 @@ def test_an_existing_state_dir_we_own_is_narrowed_and_logged(tmp_path):
 
 def test_the_connection_cap_is_the_descriptor_limit_minus_the_reserve():
     config = load_daemon_config(text="")
-    assert config["server"]["reserved_descriptors"] == 256
-    assert connection_cap(config, (1024, 4096)) == 768
+    assert config["server"]["reserved_descriptors"] == 320
+    assert connection_cap(config, (1024, 4096)) == 704
     assert connection_cap(config, (resource.RLIM_INFINITY,) * 2) is None
     with pytest.raises(ConfigError) as error:
         connection_cap(config, (260, 260))

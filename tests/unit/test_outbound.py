@@ -268,3 +268,22 @@ def test_unpaused_events_are_never_dropped_whatever_their_size(mode):
     assert h.event_numbers() == [1]
     assert h.outbound.dropped == 0
     assert h.overflows == 0
+
+
+def test_when_drained_is_called_once_after_what_waited_was_sent():
+    """A reader at the client's pace (job-output) is called back once the transport takes
+    more and nothing waits; not while frames still wait, never after close."""
+    h = Harness()
+    calls = []
+    h.outbound.pauseProducing()
+    h.outbound.send_frame(_reply(1))
+    h.outbound.when_drained(lambda: calls.append(len(h.written)))
+    h.outbound.resumeProducing()
+    assert calls == [1]
+    h.outbound.resumeProducing()
+    assert calls == [1]
+    h.outbound.pauseProducing()
+    h.outbound.when_drained(lambda: calls.append("closed"))
+    h.outbound.close()
+    h.outbound.resumeProducing()
+    assert calls == [1]

@@ -4,15 +4,18 @@ import os
 
 from twisted.internet import process as twisted_process
 from twisted.internet.interfaces import IProcessProtocol
+from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from sysadmd.util.process import (
     PIPE_GRACE,
+    PIPE_READ,
     ChildProcess,
     ExecutableLookup,
     Exit,
     SessionProcess,
+    WidePipeReader,
     find_executable,
     spawn_in_session,
     stdin_null,
@@ -236,3 +239,25 @@ def test_lookup_stays_bounded(tmp_path):
     clock.advance(1.0)
     lookup(f"t{ExecutableLookup.MAX_ENTRIES}", env, "/")
     assert len(lookup._found) == 1
+
+
+def test_pipes_are_read_a_pipeful_at_a_time():
+    """Twisted reads a child's pipe 8 KiB at a time; ours takes what a pipe holds."""
+    assert SessionProcess.processReaderFactory is WidePipeReader
+    assert PIPE_READ == 65536
+    got = []
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"x" * 60000)
+        reader = WidePipeReader.__new__(WidePipeReader)
+        reader.fd = read_end
+        reader.dataReceived = got.append
+        assert reader.doRead() is None
+        assert [len(data) for data in got] == [60000]
+        os.close(write_end)
+        write_end = None
+        assert reader.doRead() is CONNECTION_DONE
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)

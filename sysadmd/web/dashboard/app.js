@@ -1,5 +1,6 @@
 // The sysadmd dashboard: one WebSocket back to the daemon that served this page, the
-// wire protocol of README.rst, and three live panels. No framework, no build step.
+// wire protocol of README.rst, and three live panels (a job's live output is output.js's).
+// No framework, no build step.
 // Everything from the daemon is put into the page as text (never as HTML).
 "use strict";
 
@@ -130,6 +131,7 @@
     if (sock !== ws) return;
     ws = null;
     stopKeepAlive();
+    follower.disconnected();
     for (const [id, pending] of waiting) {
       clearTimeout(pending.timer);
       pending.reject(new RpcError(0, "Disconnected", "The connection was lost."));
@@ -222,6 +224,7 @@
         note(source, "not enabled on this daemon");
       }
     }
+    follower.resume();
     await refreshJobs();
   }
 
@@ -240,6 +243,8 @@
     } catch (err) {
       // Signed out locally either way.
     }
+    follower.forget();
+    expanded.clear();
     signOut("");
   }
 
@@ -478,6 +483,7 @@
   // ---- events -----------------------------------------------------------------------
 
   function onEvent(frame) {
+    if (follower.onEvent(frame)) return;
     const name = frame.name;
     const args = frame.args || {};
     if (name === "gap") {
@@ -595,6 +601,7 @@
     if (args.state === "pending" && j.state === "finished") {
       // The same id, run again: a new job.
       Object.assign(j, { commands: [], details: null, queue: undefined });
+      follower.restarted(j);
     }
     j.state = args.state;
     const details = args.process_details;
@@ -717,7 +724,9 @@
       el("td", { className: failed ? "result failed" : "result", text: resultText(j) }),
       actions);
     const rows = [row];
-    if (expanded.has(j.id)) rows.push(el("tr", { className: "output" }, el("td", { colSpan: 7 }, output(j))));
+    if (expanded.has(j.id)) {
+      rows.push(el("tr", { className: "output" }, el("td", { colSpan: 7 }, follower.view(j) || output(j))));
+    }
     body.replaceChildren(...rows);
     $("jobs-empty").hidden = true;
   }
@@ -737,13 +746,25 @@
     return el("div", {}, ...parts);
   }
 
+  // The output of one job at a time, streamed by the daemon (output.js); when it cannot
+  // stream it (an older daemon), the logs of "log" are shown.
+  const follower = JobOutput.follower({
+    call, el, showError,
+    lookup: (id) => jobs.get(id),
+    unavailable: (id) => { if (jobs.has(id)) fetchLog(jobs.get(id)); },
+  });
+
   function toggleOutput(j) {
-    if (expanded.has(j.id)) {
-      expanded.delete(j.id);
+    const open = expanded.has(j.id);
+    for (const id of [...expanded]) {
+      expanded.delete(id);
+      if (id !== j.id && jobs.has(id)) renderJob(jobs.get(id));
+    }
+    if (open) {
+      follower.stop();
     } else {
       expanded.add(j.id);
-      // Jobs known from list or history have no logs yet; finished ones may be capped.
-      if (!j.fullLog && (!j.details || j.details.cmd_list === undefined || j.state === "finished")) fetchLog(j);
+      follower.follow(j);
     }
     renderJob(j);
   }
@@ -767,6 +788,7 @@
     for (const j of finished.slice(0, Math.max(0, finished.length - FINISHED_MAX))) {
       jobs.delete(j.id);
       expanded.delete(j.id);
+      if (follower.following(j.id)) follower.stop();
       const body = $("jobs").querySelector(`tbody[data-job="${CSS.escape(j.id)}"]`);
       if (body) body.remove();
     }
