@@ -25,11 +25,16 @@ changes at every reconnection to the bridge:
   fingerprint of the key it signed in to the bridge with>``, as the bridge event's
   ``connections`` map says, so reconnecting does not reset its failure count;
 - its ``rpc/auth_ssl`` is bound to this daemon's bridge key and its connection id
-  (:class:`sysadmd.bridge.binding.RelayBinding`).
+  (:class:`sysadmd.bridge.binding.RelayBinding`), and inside a tunnel to the tunnel's
+  handshake hash (:class:`sysadmd.bridge.tunnel.TunnelBinding`).
 
-The original Qt client signs in another way (``auth_ssl`` with ``md5_key``, then base64
-payloads and the original dialect), allowed while ``[bridge] legacy_clients = yes``:
-see :mod:`sysadmd.bridge.original`.
+A session starts with the encrypted tunnel (``sysadmd.protocol.tunnel``: the ``noise:``
+steps, then sealed messages only; a message that does not open ends the session with a
+``noise:error``), or, only while ``[bridge] legacy_clients = yes``, in plaintext (the
+bridge can read and alter it): the dashboard through a relay, or the original Qt client,
+which signs in another way (``auth_ssl`` with ``md5_key``, then base64 payloads and the
+original dialect, see :mod:`sysadmd.bridge.original`). Otherwise a first plaintext message
+is answered 403 and the session ends.
 """
 
 from dataclasses import replace
@@ -39,13 +44,20 @@ from zope.interface import implementer
 
 from sysadmd.bridge import original
 from sysadmd.bridge.binding import RelayBinding
+from sysadmd.bridge.tunnel import SealedFrames, TunnelBinding, Unsealed
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
-from sysadmd.protocol import envelope
+from sysadmd.protocol import envelope, tunnel
 from sysadmd.protocol.dialect import ORIGINAL
+from sysadmd.protocol.tunnel import TunnelError
 from sysadmd.util.log import Logger
 
 UNKNOWN_KEY = "unknown-key"
+CONTROL = tunnel.CONTROL.encode("ascii")
+PLAINTEXT_REFUSED = (
+    "This server takes relayed sessions only inside an encrypted tunnel (sysadm speaks it); "
+    "plaintext sessions through a bridge are off ([bridge] legacy_clients = no)."
+)
 
 
 def ban_key(nick, key_fingerprint):
@@ -69,8 +81,11 @@ class RelayedClient:
         self._clients = clients
         self.client_id = client_id
         self.key_fingerprint = key_fingerprint
-        self.write = write
+        self._link_write = write
         self._prepare = prepare
+        # The encrypted tunnel, once its handshake is done (sysadmd.bridge.tunnel).
+        self.tunnel = None
+        self._started = False
         self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = ban_key(clients.nick, key_fingerprint)
         # True once the original flow started: payloads are base64 both ways.
@@ -131,10 +146,83 @@ class RelayedClient:
         return self.channel.closed
 
     def received(self, payload):
-        """Handle one relayed message (bytes) from the client."""
-        if self.original:
-            payload = original.decode(payload)
-        self.channel.received(payload)
+        """Handle one relayed message (bytes) from the client: a tunnel step or message,
+        or (``legacy_clients``) a plaintext one."""
+        first, self._started = not self._started, True
+        if self.tunnel is not None:
+            self._from_tunnel(payload)
+        elif payload.startswith(CONTROL):
+            self._tunnel_step(payload.decode("utf-8", "replace"))
+        elif first and not self._clients.legacy:
+            self._refuse_plaintext()
+        else:
+            if self.original:
+                payload = original.decode(payload)
+            self.channel.received(payload)
+
+    def _from_tunnel(self, payload):
+        try:
+            message = self.tunnel.open(payload.decode("ascii"))
+        except (TunnelError, UnicodeDecodeError) as e:
+            self._tunnel_failed(str(e) if isinstance(e, TunnelError) else "a tunnel message is not text")
+            return
+        if message is not None:
+            self.channel.received(message)
+
+    def _tunnel_step(self, text):
+        server = self._clients.tunnel
+        if server is None:
+            self._send_plain(tunnel.ERROR + "this server has no tunnel key")
+            return
+        if text == tunnel.OFFER:
+            self._send_plain(server.offer)
+            return
+        if not text.startswith(tunnel.HELLO) or self.channel.session.grant is not None:
+            self._tunnel_failed("unexpected tunnel step")
+            return
+        try:
+            welcome, established = server.accept(text)
+        except TunnelError as e:
+            self._tunnel_failed(str(e))
+            return
+        self._send_plain(welcome)
+        self.tunnel = established
+        self.channel.session.challenge_binding = TunnelBinding(server.fingerprint, established.handshake_hash)
+        self._log.info(
+            "relayed client {client_id} of bridge {nick} opened an encrypted tunnel",
+            client_id=self.client_id, nick=self._clients.nick,
+        )
+
+    def _tunnel_failed(self, reason):
+        self._log.warn(
+            "relayed client {client_id} of bridge {nick}: {reason}; its session ends",
+            client_id=self.client_id, nick=self._clients.nick, reason=reason,
+        )
+        self.tunnel = None  # nothing more is sealed with a broken tunnel
+        self._send_plain(tunnel.ERROR + reason)
+        self._clients.end(self.client_id)
+
+    def _refuse_plaintext(self):
+        self._log.warn(
+            "relayed client {client_id} of bridge {nick} sent plaintext; refused "
+            "([bridge] legacy_clients = no)", client_id=self.client_id, nick=self._clients.nick,
+        )
+        notice = envelope.error(None, 403, PLAINTEXT_REFUSED)
+        self._send_plain(envelope.encode(notice).decode("utf-8"))
+        self._clients.end(self.client_id)
+
+    def _send_plain(self, text):
+        self._link_write(self._prepare(self._prefix + text.encode("utf-8")))
+
+    def write(self, prepared):
+        """Send a frame on the link; one for a tunnel client is sealed now, in order."""
+        if isinstance(prepared, Unsealed):
+            if self.tunnel is None:
+                return  # the tunnel broke: the session is ending
+            prepared = SealedFrames(
+                [self._prepare(self._prefix + frame.encode("ascii")) for frame in self.tunnel.seal(prepared.message)]
+            )
+        self._link_write(prepared)
 
     def close(self):
         """Release the session: subscriptions, timers and waiting frames."""
@@ -143,8 +231,10 @@ class RelayedClient:
     # IChannelTransport
 
     def prepare(self, payload):
-        """Frame ``payload`` for the link, behind the client's id line (base64 in the
-        original flow)."""
+        """Frame ``payload`` for the link, behind the client's id line (sealed when written
+        in a tunnel, base64 in the original flow)."""
+        if self.tunnel is not None:
+            return Unsealed(payload)
         if self.original:
             payload = original.encode(payload)
         return self._prepare(self._prefix + payload)
@@ -183,18 +273,20 @@ class RelayedClients:
     ``write(prepared)`` sends a framed message on the link and ``prepare(payload)`` frames
     bytes for it; ``fingerprint`` is the ``SHA256:...`` of the key the link signs in to
     the bridge with (what relayed ``rpc/auth_ssl`` binds to; without it no relayed key
-    signature verifies). For the original sign-in: ``legacy`` (``[bridge]
-    legacy_clients``), ``keys`` (the daemon's keys file, to size a client's test
-    string) and ``public_pem`` (the bridge public key, sent as ``new_ssl_key``).
-    Registered as the link transport's producer: when the link's buffer is full every
+    signature verifies). ``tunnel_server`` (a :class:`sysadmd.bridge.tunnel.TunnelServer`)
+    opens encrypted tunnels; ``legacy`` (``[bridge] legacy_clients``) lets plaintext
+    sessions in too, and the original sign-in, with ``keys`` (the daemon's keys file, to
+    size a client's test string) and ``public_pem`` (the bridge public key, sent as
+    ``new_ssl_key``). Registered as the link transport's producer: when the link's buffer is full every
     client's frames wait in its own bounded queue.
     """
 
     _log = Logger()
 
     def __init__(self, nick, daemon, write, prepare, fingerprint=None, legacy=True, keys=None,
-                 public_pem=b""):
+                 public_pem=b"", tunnel_server=None):
         self.nick = nick
+        self.tunnel = tunnel_server
         self.fingerprint = fingerprint
         self.legacy = legacy
         self.public_pem = public_pem

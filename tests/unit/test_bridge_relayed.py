@@ -24,7 +24,7 @@ from tests.unit.test_protocol import FakeBackend
 class Link:
     """A daemon's parts and one bridge link's RelayedClients, writing into a list."""
 
-    def __init__(self, **settings):
+    def __init__(self, legacy=True, tunnel_server=None, **settings):
         settings.setdefault("auth_timeout", 0)
         self.clock = task.Clock()
         self.hub = EventHub(prepare_text)
@@ -39,7 +39,8 @@ class Link:
             parts=ChannelParts(ConnectionSettings(**settings), router, tokens, self.hub, self.clock)
         )
         self.written = []
-        self.clients = RelayedClients("test", self.daemon, self.written.append, self._prepare)
+        self.clients = RelayedClients("test", self.daemon, self.written.append, self._prepare,
+                                      legacy=legacy, tunnel_server=tunnel_server)
 
     @staticmethod
     def _prepare(payload):
