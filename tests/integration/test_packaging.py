@@ -21,17 +21,19 @@ def fresh_venv(tmp_path_factory):
     source = base / "src"
     shutil.copytree(ROOT, source, ignore=SKIP)
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # A PYTHONPATH naming a checkout would make pip see sysadmd installed already.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
     wheels = base / "wheels"
     subprocess.run(
         [str(python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env=env,
     )
     [wheel] = list(wheels.glob("sysadmd-*.whl"))
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", str(wheel)],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env=env,
     )
     return venv, wheel
 
