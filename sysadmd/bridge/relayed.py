@@ -85,7 +85,6 @@ class RelayedClient:
         self._prepare = prepare
         # The encrypted tunnel, once its handshake is done (sysadmd.bridge.tunnel).
         self.tunnel = None
-        self._started = False
         self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = ban_key(clients.nick, key_fingerprint)
         # True once the original flow started: payloads are base64 both ways.
@@ -148,12 +147,11 @@ class RelayedClient:
     def received(self, payload):
         """Handle one relayed message (bytes) from the client: a tunnel step or message,
         or (``legacy_clients``) a plaintext one."""
-        first, self._started = not self._started, True
         if self.tunnel is not None:
             self._from_tunnel(payload)
         elif payload.startswith(CONTROL):
             self._tunnel_step(payload.decode("utf-8", "replace"))
-        elif first and not self._clients.legacy:
+        elif not self._clients.legacy:
             self._refuse_plaintext()
         else:
             if self.original:

@@ -160,3 +160,17 @@ def test_rekeying_every_two_messages_keeps_both_ends_in_step():
     for n in range(6):
         [reply] = client.call({"namespace": "rpc", "name": "identify", "id": n, "args": {}})
         assert reply["id"] == n
+
+
+def test_plaintext_after_the_offer_is_refused_too():
+    """Without legacy_clients nothing but tunnel steps and sealed messages is taken, at
+    any point of a session."""
+    link = Link(legacy=False, tunnel_server=server())
+    client = Client(link)
+    client.send(tunnel.OFFER)
+    assert client.raw()[0].startswith(tunnel.OFFER + " ")
+    client.send(json.dumps({"namespace": "rpc", "name": "auth", "id": 1,
+                            "args": {"username": "admin", "password": "right"}}))
+    [notice] = client.raw()
+    assert json.loads(notice)["args"]["code"] == 403
+    assert link.clients.get("c1") is None
