@@ -152,7 +152,12 @@ class RelayedClient:
         elif payload.startswith(CONTROL):
             self._tunnel_step(payload.decode("utf-8", "replace"))
         elif not self._clients.legacy:
-            self._refuse_plaintext()
+            if payload.lstrip().startswith(b"{"):
+                self._refuse_plaintext()
+            else:
+                # Sealed for a session that ended (idle or sign-in timeout): say so, so
+                # the client opens a new tunnel instead of guessing.
+                self._tunnel_failed("no tunnel: this session ended; open a new one")
         else:
             if self.original:
                 payload = original.decode(payload)

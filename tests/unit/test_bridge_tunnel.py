@@ -174,3 +174,13 @@ def test_plaintext_after_the_offer_is_refused_too():
     [notice] = client.raw()
     assert json.loads(notice)["args"]["code"] == 403
     assert link.clients.get("c1") is None
+
+
+def test_a_sealed_message_for_an_ended_session_is_told_to_open_a_new_tunnel():
+    link = Link(legacy=False, tunnel_server=server())
+    client = Client(link).open()
+    link.clients.end("c1")
+    [sealed] = client.tunnel.seal(b'{"namespace": "rpc", "name": "identify", "id": 1, "args": {}}')
+    client.send(sealed)
+    [error] = client.raw()
+    assert error == tunnel.ERROR + "no tunnel: this session ended; open a new one"
