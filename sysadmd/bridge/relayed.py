@@ -54,6 +54,7 @@ from sysadmd.util.log import Logger
 
 UNKNOWN_KEY = "unknown-key"
 CONTROL = tunnel.CONTROL.encode("ascii")
+ERROR = tunnel.ERROR.encode("ascii")
 PLAINTEXT_REFUSED = (
     "This server takes relayed sessions only inside an encrypted tunnel (sysadm speaks it); "
     "plaintext sessions through a bridge are off ([bridge] legacy_clients = no)."
@@ -164,6 +165,15 @@ class RelayedClient:
             self.channel.received(payload)
 
     def _from_tunnel(self, payload):
+        if payload.startswith(ERROR):
+            reason = payload[len(ERROR):].decode("utf-8", "replace")
+            self._log.info(
+                "relayed client {client_id} of bridge {nick} closed its tunnel: {reason}",
+                client_id=self.client_id, nick=self._clients.nick, reason=reason[:200],
+            )
+            self.tunnel = None
+            self._clients.end(self.client_id)
+            return
         try:
             message = self.tunnel.open(payload.decode("ascii"))
         except (TunnelError, UnicodeDecodeError) as e:
@@ -190,7 +200,10 @@ class RelayedClient:
             return
         self._send_plain(welcome)
         self.tunnel = established
-        self.channel.session.challenge_binding = TunnelBinding(server.fingerprint, established.handshake_hash)
+        # Every rpc/auth_ssl challenge of this session is bound to the tunnel from now on
+        # (the sign-in router sets the session's binding from this attribute).
+        self.binding = TunnelBinding(server.fingerprint, established.handshake_hash)
+        self.channel.session.challenge_binding = self.binding
         self._log.info(
             "relayed client {client_id} of bridge {nick} opened an encrypted tunnel",
             client_id=self.client_id, nick=self._clients.nick,

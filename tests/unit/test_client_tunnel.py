@@ -243,20 +243,13 @@ def test_a_password_sign_in_and_events_are_sealed_end_to_end(server):
         assert secret not in relayed
 
 
-def with_tunnel_binding(relayed):
-    """The daemon's one-line fix the key sign-in needs (see the xfail below and
-    test_bridge_binding's): a bound stage 1 uses the tunnel's binding, not the relay's."""
-    relayed.binding = relayed.session.challenge_binding
-    return relayed
-
-
 def test_a_key_signs_in_with_the_signature_bound_to_the_tunnel(server):
     """auth_ssl inside the tunnel: stage 1 carries the tunnel's binding, the client checks
     it and signs binding_text(pinned key, handshake hash, test string), which the daemon
     verifies."""
     key = server.key()
     _, link, _ = connect(server)
-    relayed = with_tunnel_binding(server.clients.get("c1"))
+    relayed = server.clients.get("c1")
     token, ttl = result_of(sign_in_with_key(link.session, key))
     assert len(token) == 64 and relayed.session.grant.user == "alice"
 
@@ -271,18 +264,6 @@ def test_a_stage_1_bound_to_another_handshake_is_not_signed(server):
     error = failure_text(sign_in_with_key(link.session, key))
     assert error.endswith("refusing to sign it") and "handshake '0101" in error
     assert len(bridge.to_server) == 3  # the offer, the hello and stage 1: no signature
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon: OriginalSignIn.handle resets a bound stage 1 to RelayedClient.binding (the "
-    "relay binding), which RelayedClient._tunnel_step does not replace with the TunnelBinding"))
-def test_a_key_signs_in_through_the_daemon_as_it_is(server):
-    """The same without the fix: the client refuses to sign a stage 1 bound to the relay
-    ("... ('sysadm-relay-v1'), not to the pinned server ...; refusing to sign it")."""
-    key = server.key()
-    _, link, _ = connect(server)
-    result = result_of(sign_in_with_key(link.session, key))
-    assert isinstance(result, tuple), result.value
 
 
 def flip(payload):
