@@ -50,7 +50,7 @@ class KeyUsers:
 class Link:
     """A daemon's auth_ssl behind one bridge link whose key is ``SERVER_FP``."""
 
-    def __init__(self, tmp_path, max_failures=3):
+    def __init__(self, tmp_path, max_failures=3, tunnel_server=None):
         self.clock = task.Clock()
         self.keys = KeysFile(str(tmp_path / "keys"))
         self.bans = BanList(self.clock, max_failures, 600, 3600, ban_loopback=True)
@@ -65,7 +65,7 @@ class Link:
         self.clients = RelayedClients(
             "test", daemon, self.written.append,
             lambda p: PreparedMessage(p, isBinary=False, applyMask=True, doNotCompress=False),
-            SERVER_FP,
+            SERVER_FP, tunnel_server=tunnel_server,
         )
 
     def key(self, user="alice"):
@@ -267,3 +267,31 @@ def test_a_key_fingerprint_is_accepted_as_it_is():
     fp = fingerprint(key.public_key())
     assert client_binding.parse_server_fingerprint(fp) == fp
     assert client_binding.parse_server_fingerprint(f" {fp}\n") == fp
+
+
+def test_inside_a_tunnel_auth_ssl_is_bound_to_the_handshake_and_not_to_the_connection(tmp_path):
+    """Stage 1 inside a tunnel says the tunnel binding (scheme, server key, handshake
+    hash); a signature of the relay binding is refused, one of binding_text signs in."""
+    from sysadmd.protocol import tunnel
+    from tests.unit.test_bridge_tunnel import PINNED, Client, server
+
+    link = Link(tmp_path, max_failures=10, tunnel_server=server())
+    key = link.key()
+    client = Client(link).open()
+    handshake = client.tunnel.handshake_hash
+
+    def stage1():
+        [reply] = client.call({"namespace": "rpc", "name": "auth_ssl", "id": "a", "args": {}})
+        assert reply["args"]["bind"] == tunnel.binding_description(PINNED, handshake), reply
+        return reply["args"]["test_string"]
+
+    def stage2(text):
+        signature = base64.b64encode(key.sign(text.encode())).decode()
+        [reply] = client.call({"namespace": "rpc", "name": "auth_ssl", "id": "a",
+                               "args": {"encrypted_string": signature}})
+        return reply
+
+    reply = stage2(relay.relay_challenge_text(SERVER_FP, "c1", stage1()))
+    assert reply["namespace"] == "error" and reply["args"]["code"] == 401
+    reply = stage2(tunnel.binding_text(PINNED, handshake, stage1()))
+    assert reply["name"] == "response" and len(reply["args"][0]) == 64
