@@ -55,6 +55,9 @@ from sysadmd.util.log import Logger
 UNKNOWN_KEY = "unknown-key"
 CONTROL = tunnel.CONTROL.encode("ascii")
 ERROR = tunnel.ERROR.encode("ascii")
+# How far past the message limit a tunnel puts fragments together (the channel answers
+# 400 to a message a little over it; one far over it ends the session).
+FRAGMENTS_OVER_LIMIT = 2
 PLAINTEXT_REFUSED = (
     "This server takes relayed sessions only inside an encrypted tunnel (sysadm speaks it); "
     "plaintext sessions through a bridge are off ([bridge] legacy_clients = no)."
@@ -86,6 +89,7 @@ class RelayedClient:
         self._prepare = prepare
         # The encrypted tunnel, once its handshake is done (sysadmd.bridge.tunnel).
         self.tunnel = None
+        self._message_limit = None
         self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = ban_key(clients.nick, key_fingerprint)
         # True once the original flow started: payloads are base64 both ways.
@@ -100,8 +104,9 @@ class RelayedClient:
 
     @property
     def legacy(self):
-        """Whether the original sign-in is allowed (``[bridge] legacy_clients``)."""
-        return self._clients.legacy
+        """Whether the original sign-in is allowed (``[bridge] legacy_clients``, and not
+        inside a tunnel, where it would be a sign-in bound to nothing)."""
+        return self._clients.legacy and self.tunnel is None
 
     @property
     def bridge_public_pem(self):
@@ -200,6 +205,8 @@ class RelayedClient:
             return
         self._send_plain(welcome)
         self.tunnel = established
+        if self._message_limit is not None:
+            self.set_message_limit(self._message_limit)
         # Every rpc/auth_ssl challenge of this session is bound to the tunnel from now on
         # (the sign-in router sets the session's binding from this attribute).
         self.binding = TunnelBinding(server.fingerprint, established.handshake_hash)
@@ -261,8 +268,12 @@ class RelayedClient:
         return self.prepare(event.payload)
 
     def set_message_limit(self, limit):
-        """Nothing to do: the channel answers 400 past the limit (the link's own limit
-        is the bridge's)."""
+        """The channel answers 400 past ``limit``; a tunnel stops putting fragments
+        together past twice that (before sign-in too, so a stranger cannot make the
+        daemon hold a message of the full limit) and ends the session."""
+        self._message_limit = limit
+        if self.tunnel is not None:
+            self.tunnel.max_message = FRAGMENTS_OVER_LIMIT * limit
 
     def pause_reading(self):
         """Never called: relayed clients cannot be paused (``can_pause_reading``)."""
@@ -299,7 +310,7 @@ class RelayedClients:
 
     _log = Logger()
 
-    def __init__(self, nick, daemon, write, prepare, fingerprint=None, legacy=True, keys=None,
+    def __init__(self, nick, daemon, write, prepare, fingerprint=None, legacy=False, keys=None,
                  public_pem=b"", tunnel_server=None):
         self.nick = nick
         self.tunnel = tunnel_server

@@ -227,7 +227,8 @@ class Tunnel:
     def __init__(self, noise, rekey_messages, max_message):
         self._noise = noise
         self._rekey = rekey_messages
-        self._max_message = max_message
+        # The owner may lower or raise it as the session goes (e.g. at sign-in).
+        self.max_message = max_message
         self.handshake_hash = noise.get_handshake_hash()
         self.sent = 0
         self.received = 0
@@ -278,8 +279,8 @@ class Tunnel:
             raise TunnelError(self.broken)
         self._partial.append(plain[1:])
         self._partial_bytes += len(plain) - 1
-        if self._partial_bytes > self._max_message:
-            self.broken = f"a tunnel message is larger than {self._max_message} bytes"
+        if self._partial_bytes > self.max_message:
+            self.broken = f"a tunnel message is larger than {self.max_message} bytes"
             raise TunnelError(self.broken)
         if plain[:1] == MORE:
             return None

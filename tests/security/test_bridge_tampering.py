@@ -356,9 +356,10 @@ def test_a_flipped_reply_is_detected_by_the_client(network):
     with pytest.raises(TunnelError, match="did not decrypt"):
         c.call("rpc", "identify")
     c.send_plain(tunnel.ERROR + str(c.tunnel.broken))
-    # Any reason will do: the daemon reads the client's noise:error as a message that
-    # does not open ("is not base64") and ends the session all the same.
-    network.victim.wait_for_log(WARNING.format(id=re.escape(c.id), reason=".+"))
+    # The daemon takes the client's noise:error for what it is and ends the session.
+    network.victim.wait_for_log(
+        r"relayed client {id} of bridge test closed its tunnel: {reason}".format(
+            id=re.escape(c.id), reason=re.escape(str(c.tunnel.broken))))
     job_id, path = job_file(network)
     with pytest.raises(TunnelError):
         c.send("rpc", "dispatcher", run_args(job_id, path))  # the broken tunnel seals nothing

@@ -65,7 +65,8 @@ class Link:
         self.clients = RelayedClients(
             "test", daemon, self.written.append,
             lambda p: PreparedMessage(p, isBinary=False, applyMask=True, doNotCompress=False),
-            SERVER_FP, tunnel_server=tunnel_server,
+            # Plaintext sessions are what the relay binding is for (legacy_clients = yes).
+            SERVER_FP, legacy=True, tunnel_server=tunnel_server,
         )
 
     def key(self, user="alice"):

@@ -184,3 +184,25 @@ def test_a_sealed_message_for_an_ended_session_is_told_to_open_a_new_tunnel():
     client.send(sealed)
     [error] = client.raw()
     assert error == tunnel.ERROR + "no tunnel: this session ended; open a new one"
+
+
+def test_before_sign_in_a_tunnel_holds_no_more_than_twice_the_small_limit():
+    """A stranger cannot make the daemon put together a message of the full limit: past
+    twice preauth_max_message_bytes the session ends; a little over it is a 400."""
+    link = Link(legacy=False, tunnel_server=server(), preauth_max_message_bytes=1000)
+    client = Client(link).open()
+    [reply] = client.call({"namespace": "rpc", "name": "identify", "id": 1, "args": {}, "pad": "x" * 1200})
+    assert reply["args"]["code"] == 400
+    for sealed in client.tunnel.seal(b"x" * 2500):
+        client.send(sealed)
+    assert client.raw()[-1] == tunnel.ERROR + "a tunnel message is larger than 2000 bytes"
+    assert link.clients.get("c1") is None
+
+
+def test_the_original_sign_in_is_refused_inside_a_tunnel_even_with_legacy_clients():
+    link = Link(legacy=True, tunnel_server=server())
+    client = Client(link).open()
+    assert link.clients.get("c1").legacy is False
+    [reply] = client.call({"namespace": "rpc", "name": "auth_ssl", "id": 1, "args": {"md5_key": "AAAA"}})
+    # Refused in the original dialect, which is what an md5_key sign-in speaks.
+    assert reply["name"] == "error" and reply["args"]["code"] == "403"
