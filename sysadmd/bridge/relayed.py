@@ -325,6 +325,8 @@ class RelayedClients:
         self.available = frozenset()
         self.keys = {}
         self.paused = False
+        # Where the next resume starts (see resumeProducing).
+        self._resume_next = 0
 
     def __len__(self):
         return len(self._clients)
@@ -401,11 +403,21 @@ class RelayedClients:
             client.outbound.pauseProducing()
 
     def resumeProducing(self):
-        """The link drained: send what waited."""
+        """The link drained: send what waited, starting with the first client the last
+        resume did not reach (the ones resumed first refill the link and pause it again:
+        always starting with the same one starved the others, whose queues then dropped
+        everything)."""
         self.paused = False
-        for client in list(self._clients.values()):
-            if not self.paused:
-                client.outbound.resumeProducing()
+        clients = list(self._clients.values())
+        if not clients:
+            return
+        start = self._resume_next % len(clients)
+        for n in range(len(clients)):
+            if self.paused:
+                self._resume_next = start + n
+                return
+            clients[(start + n) % len(clients)].outbound.resumeProducing()
+        self._resume_next = start + 1
 
     def stopProducing(self):
         """The link is going away."""

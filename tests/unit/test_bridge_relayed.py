@@ -209,3 +209,35 @@ def test_closing_the_link_ends_every_session():
     link.login("c2")
     link.clients.close_all()
     assert len(link.clients) == 0 and link.clients.available == frozenset()
+
+
+def test_a_link_that_drains_a_little_at_a_time_serves_every_client_in_turn():
+    """Each resume of the link starts with the first client the last one did not reach:
+    when one client's frames fill the link again, the others still get their turn
+    (always starting with the same client starved the rest)."""
+    link = Link(legacy=True)
+    ids = ["c1", "c2", "c3"]
+    link.clients.bridge_event(ids)
+    for client_id in ids:
+        link.login(client_id)
+    link.clients.pauseProducing()
+    for client_id in ids:
+        link.request(client_id, "rpc", "identify", request_id=client_id)
+    assert link.take() == []
+    served = []
+
+    def link_full_after(client):
+        # The link takes this client's frame, then is full again.
+        def write(prepared):
+            served.append(client.client_id)
+            link.clients.pauseProducing()
+        return write
+
+    for client_id in ids:
+        client = link.clients.get(client_id)
+        client.outbound._write = link_full_after(client)
+    for n in range(len(ids)):
+        # c1 always has more waiting (a busy subscriber) by the time the link drains.
+        link.request("c1", "rpc", "identify", request_id=f"more-{n}")
+        link.clients.resumeProducing()
+    assert sorted(served) == ids
