@@ -12,12 +12,12 @@ from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.channel.channel import ChannelParts
-from sysadmd.events import handlers as event_handlers
-from sysadmd.events.hub import EventHub
-from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.protocol.framing import prepare_text
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
+from sysadmd.events import handlers as event_handlers
+from sysadmd.events.hub import EventHub
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.rpc import handlers as rpc_handlers
 from tests.unit.test_protocol import FakeBackend
 
 
