@@ -7,7 +7,7 @@ bridges check and sysadmd bridges accept), answers ``rpc/settings list_ssl_check
 with the names of the keys in its ``[auth] keys_file`` (``sha256_keys`` and, for
 original bridges, ``md5_keys``), follows ``events/bridge`` (the clients listed and
 the key each signed in with) and hands relayed frames to
-:class:`sysadmd.bridge.relayed.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
+:class:`sysadmd.bridge.clients.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
 link's key fingerprint (see ``sysadmd.bridge.wire`` for the frames).
 """
 
@@ -23,8 +23,8 @@ from twisted.internet import defer, task
 
 import sysadmd
 from sysadmd.bridge import wire
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.bridge.original import bridge_public_pem, sign_for_bridge
-from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.protocol import envelope, tunnel
 from sysadmd.server.eager import no_delay
 from sysadmd.server.protocol import CLOSE_GOING_AWAY

@@ -20,7 +20,8 @@ from sysadmd.auth.keys_file import KeysFile, fingerprint
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.binding import RelayBinding
-from sysadmd.bridge.relayed import RelayedClients, ban_key
+from sysadmd.bridge.clients import RelayedClients
+from sysadmd.bridge.relayed import ban_key
 from sysadmd.bridge.tunnel import TunnelBinding
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router

@@ -21,9 +21,9 @@ from sysadmd.auth.signatures import find_signer, verify_challenge
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge import original, wire
 from sysadmd.bridge.auth import BridgeKeys
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.bridge.links import accepted_checksums
 from sysadmd.bridge.registry import Registry
-from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings

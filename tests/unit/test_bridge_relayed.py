@@ -10,7 +10,7 @@ from twisted.internet import task
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.relayed import RelayedClients
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings

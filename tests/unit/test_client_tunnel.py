@@ -17,7 +17,7 @@ from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.keys_file import KeysFile
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.relayed import RelayedClients
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.bridge.tunnel import TunnelBinding, TunnelServer
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
