@@ -31,6 +31,10 @@ setup(
         "python-pam>=2.0",
         # GET /metrics: the Prometheus text format, exposition and content type done right.
         "prometheus_client>=0.17",
+        # The Noise protocol (Noise_NK_25519_ChaChaPoly_BLAKE2s) of relayed sessions, on
+        # cryptography's primitives: magic-wormhole's choice, checked against the
+        # published test vectors (tests/unit/test_tunnel.py).
+        "noiseprotocol>=0.3.1",
     ],
     extras_require={
         # websockets: an independent, synchronous WebSocket client for the integration tests.

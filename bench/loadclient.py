@@ -11,6 +11,7 @@ import math
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 
@@ -25,9 +26,12 @@ class LoadClient:
     def __init__(self, mode, url, deadline, **options):
         argv = ["node", os.path.join(CLIENT_DIR, "load.js"), mode, "--url", url,
                 "--deadline", str(int(deadline)), "--user", USER, "--password", PASSWORD]
+        self._start(argv, options, CLIENT_DIR)
+
+    def _start(self, argv, options, cwd):
         for key, value in options.items():
             argv += [f"--{key}", str(value)]
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=CLIENT_DIR)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd)
         self.pid = self.process.pid
         self._lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -69,22 +73,34 @@ class LoadClient:
                 self.process.wait()
 
 
+class RelayClient(LoadClient):
+    """bench/relay_client.py (the relay section's subscribers, through a bridge): the
+    same commands and answers as load.js's ``subscribe`` mode."""
+
+    def __init__(self, url, deadline, **options):
+        argv = [sys.executable, os.path.join(BENCH, "relay_client.py"), "--url", url,
+                "--deadline", str(int(deadline)), "--user", USER, "--password", PASSWORD]
+        self._start(argv, options, BENCH)
+
+
 class LoadGroup:
     """``n`` subscribers shared by ``processes`` load clients, seen as one: ``ready`` and
     ``measured`` answers are merged (counts and rates added, latency histograms merged,
     client CPU added as a fraction of one core, the busiest process's beside it). The
     first process signs in with the password, the others with its token."""
 
-    def __init__(self, url, deadline, n, processes=1):
+    def __init__(self, url, deadline, n, processes=1, client=None):
         processes = max(1, min(processes, n))
         shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+        # client(n=..., token=...): another load client (RelayClient), by default load.js
+        client = client or (lambda **options: LoadClient("subscribe", url, deadline, **options))
         self.clients = []
         try:
-            first = LoadClient("subscribe", url, deadline, n=shares[0])
+            first = client(n=shares[0])
             self.clients.append(first)
             ready = first.expect("ready", 120)
             for share in shares[1:]:
-                self.clients.append(LoadClient("subscribe", url, deadline, n=share, token=ready["token"]))
+                self.clients.append(client(n=share, token=ready["token"]))
             self._ready = [ready] + [c.expect("ready", 120) for c in self.clients[1:]]
         except BaseException:
             self.close()
@@ -132,6 +148,8 @@ def merge_measured(answers):
             "buckets": merge_buckets(a["buckets"] for a in answers),
             "latency": merge_latency([a["latency"] for a in answers], [a["buckets"] for a in answers]),
         }
+    if all("starved" in a for a in answers):  # relay_client.py: subscribers that got no event
+        answer["starved"] = sum(a["starved"] for a in answers)
     answer["client_cpu_max"] = max(a["client_cpu"] for a in answers)
     answer["client_processes"] = len(answers)
     return answer

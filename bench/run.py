@@ -2,8 +2,9 @@
 invocation on the same machine with the same load client.
 
     .venv/bin/python bench/run.py [--quick]
-        [--only fanout,client_check,connections,slow,resume,dispatcher,output,profile]
+        [--only fanout,client_check,connections,slow,resume,dispatcher,output,relay,profile,relay_profile]
                                   [--rounds N] [--burst N] [--client-processes N] [--out FILE]
+                                  [--relay-subscribers N] [--relay-client-processes N] [--relay-rate R]
 
 ``BENCH_QUICK=1`` (or ``--quick``) gives a shorter run. See bench/README.md for what each
 figure means and how it is measured. Everything talks to 127.0.0.1 only; every child
@@ -24,6 +25,7 @@ import time
 import traceback
 
 from loadclient import CLIENT_DIR, LoadClient, LoadGroup
+from relay import relay, relay_profile
 from servers import (
     BENCH,
     KIB,
@@ -549,12 +551,17 @@ def machine():
 def config(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher,output")
+    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher,output,relay")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--dispatch-rounds", type=int, help="dispatcher rounds (short ones: 5 by default)")
     parser.add_argument("--burst", type=int, default=10, help="events per reactor turn at saturation")
     parser.add_argument("--client-processes", type=int, default=2,
                         help="load client processes sharing the fan-out's subscribers")
+    parser.add_argument("--relay-subscribers", type=int, default=20, help="relayed subscribers (relay section)")
+    parser.add_argument("--relay-client-processes", type=int, default=2,
+                        help="relay_client.py processes sharing them")
+    parser.add_argument("--relay-rate", type=float, default=200,
+                        help="events per second of the relay section's latency phase")
     parser.add_argument("--out", default=os.path.join(BENCH, "results", "latest.json"))
     cfg = parser.parse_args(argv)
     quick = cfg.quick
@@ -573,6 +580,7 @@ def config(argv):
     cfg.retained = 10000  # [events] retain_events's default
     cfg.output_bytes = 200 * 1024 * 1024  # issue 17: "a job writing 200 MiB to stdout"
     cfg.followers = 2
+    cfg.relay_processes = cfg.relay_client_processes
     cfg.deadline = 900
     return cfg
 
@@ -604,7 +612,9 @@ def main(argv=None):
         section("resume", resume)
         section("dispatcher", dispatcher)
         section("output", output)
+        section("relay", relay)
         section("profile", profile)
+        section("relay_profile", relay_profile)
     finally:
         ws.cleanup()
     results["elapsed_s"] = time.monotonic() - started

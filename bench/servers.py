@@ -141,10 +141,14 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_sysadmd(ws, sources="bench", buffer=1048576, preexec_fn=None, profile=None, ping_interval=30, cwd="/"):
+def start_sysadmd(ws, sources="bench", buffer=1048576, preexec_fn=None, profile=None, ping_interval=30, cwd="/",
+                  extra_config="", before_start=None):
     """sysadmd under twistd, started in ``cwd``: "/" as under the deploy units (systemd's
     default WorkingDirectory), which matters to the dispatcher: Twisted spawns with
-    posix_spawn only when a child's directory is the daemon's own, and forks otherwise."""
+    posix_spawn only when a child's directory is the daemon's own, and forks otherwise.
+    ``extra_config`` is appended to the config file; ``before_start(config, state_dir, env)``
+    runs once the file and the bench user exist (to register keys, say; ``env`` puts the
+    bench plugin on the path, which reading the config needs)."""
     d = ws.new("sysadmd")
     state_dir = os.path.join(d, "state")
     os.makedirs(state_dir)
@@ -153,7 +157,7 @@ def start_sysadmd(ws, sources="bench", buffer=1048576, preexec_fn=None, profile=
     with open(config, "w") as f:
         f.write(SYSADMD_CONFIG.format(
             state_dir=state_dir, sources=sources, buffer=buffer, control=control, ping_interval=ping_interval
-        ))
+        ) + extra_config)
     subprocess.run(
         [os.path.join(BIN, "sysadmd-admin"), "user", "add", USER, "--role", "full",
          "--users-file", os.path.join(state_dir, "users"), "--password-stdin"],
@@ -162,6 +166,8 @@ def start_sysadmd(ws, sources="bench", buffer=1048576, preexec_fn=None, profile=
     # The plugin goes in front of any PYTHONPATH given (which may hold another sysadmd
     # tree to compare, e.g. a patched copy).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PLUGINS, os.environ.get("PYTHONPATH")])))
+    if before_start is not None:
+        before_start(config, state_dir, env)
     profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if profile else []
     server = Server(
         "sysadmd", [os.path.join(BIN, "twistd"), "-n", "--pidfile="] + profiling + ["sysadmd", "--config", config],
@@ -170,6 +176,45 @@ def start_sysadmd(ws, sources="bench", buffer=1048576, preexec_fn=None, profile=
     )
     server.control = control
     return server
+
+
+BRIDGE_CONFIG = """\
+[server]
+listen = tcp:0:interface=127.0.0.1
+state_dir = {state_dir}
+max_connections_per_ip = 100000
+"""
+
+
+def start_bridge(ws, profile=None):
+    """``twistd -n sysadm-bridge``, defaults but the listen address, the state directory
+    and the connections per address (under cProfile with ``profile``, a stats file).
+    ``keys_file`` and ``server_keys_file`` are its clients' and servers' keys files
+    (``sysadmd-admin key add`` writes them; the bridge rereads them when they change)."""
+    d = ws.new("bridge")
+    state_dir = os.path.join(d, "state")
+    os.makedirs(state_dir)
+    config = os.path.join(d, "sysadm-bridge.ini")
+    with open(config, "w") as f:
+        f.write(BRIDGE_CONFIG.format(state_dir=state_dir))
+    profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if profile else []
+    server = Server(
+        "bridge", [os.path.join(BIN, "twistd"), "-n", "--pidfile="] + profiling + ["sysadm-bridge", "--config", config],
+        dict(os.environ), d, os.path.join(d, "bridge.log"),
+        r"sysadm-bridge listening on (ws://\S+)", r"sysadm-bridge \S+ ready",
+    )
+    server.keys_file = os.path.join(state_dir, "keys")
+    server.server_keys_file = os.path.join(state_dir, "server_keys")
+    return server
+
+
+def add_key(keys_file, user, public_line):
+    """``sysadmd-admin key add`` a public key line to ``keys_file``; its fingerprint."""
+    result = subprocess.run(
+        [os.path.join(BIN, "sysadmd-admin"), "key", "add", "--user", user, "--keys-file", keys_file, "-"],
+        input=public_line + "\n", capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
 
 
 def start_baseline(ws, kind):

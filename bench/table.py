@@ -97,6 +97,9 @@ def summarize(results, cfg):
     out = results.get("output")
     if out:
         output_rows(row, out)
+    rel = results.get("relay")
+    if rel:
+        relay_rows(row, rel)
     return rows
 
 
@@ -271,3 +274,73 @@ def output_rows(row, out):
     wire = statistics.mean(f["wire_bytes"] / max(f["bytes"], 1) for r in rounds for f in r["sysadmd"]["followers"])
     events = statistics.mean(f["events"] for r in rounds for f in r["sysadmd"]["followers"])
     row("output: job_output events per follower | bytes on the wire per output byte", f"{events:,.0f} | {wire:.3f}")
+
+
+# Guards against a regression of the tunnel's cost, not goals (bench/README.md, "Relay"):
+# six quiet runs on the 2-core bench machine measured 0.75-0.83 and 1.00-1.27.
+RELAY_THROUGHPUT = 0.65
+RELAY_P99 = 1.5
+
+
+def relay_rows(row, rel):
+    """Issue 18: relayed events with the encrypted tunnel against plaintext relayed
+    sessions, same daemon, bridge and clients."""
+    variants = ("tunnel", "plain")
+    n, rate = rel["subscribers"], rel["rate"]
+    by = {v: [r for r in rel["runs"] if r["variant"] == v] for v in variants}
+    if not all(by.values()):
+        return
+    head = f"relay, {n} subs"
+    sat = {v: best(r["saturation"]["rate"] for r in by[v]) for v in variants}
+    for v in variants:
+        spread = [round(r["saturation"]["rate"]) for r in by[v]]
+        row(f"{head}: saturation, {v} (events delivered/s; rounds {spread})", round(sat[v]))
+    per_round = [round(t["saturation"]["rate"] / p["saturation"]["rate"], 2)
+                 for t, p in zip(by["tunnel"], by["plain"]) if p["saturation"]["rate"]]
+    ratio = sat["tunnel"] / sat["plain"]
+    row(f"{head}: saturation tunnel / plain, best / best (each round's ratio: {per_round})",
+        round(ratio, 2), f">= {RELAY_THROUGHPUT}", ratio >= RELAY_THROUGHPUT)
+    # Deliveries per CPU-second of the daemon and of the bridge: what other load changes
+    # least, and where the encryption's cost lands.
+    for who, key in (("daemon", "server_cpu"), ("bridge", "bridge_cpu")):
+        eff = {v: best(r["saturation"]["rate"] / max(r["saturation"][key], 1e-3) for r in by[v]) for v in variants}
+        row(f"{head}: saturation per {who} CPU-second, tunnel | plain | ratio",
+            f"{eff['tunnel']:,.0f} | {eff['plain']:,.0f} | {eff['tunnel'] / eff['plain']:.2f}")
+    cpu = {v: (statistics.median(r["saturation"]["server_cpu"] for r in by[v]),
+               statistics.median(r["saturation"]["bridge_cpu"] for r in by[v]),
+               max(r["saturation"]["client_cpu_max"] for r in by[v])) for v in variants}
+    row(f"{head}: CPU at saturation, daemon / bridge / busiest client process (of one core), tunnel | plain",
+        " | ".join(" / ".join(f"{c:.0%}" for c in cpu[v]) for v in variants))
+    # Fairness: the relay's capacity shared out, or some subscribers starved.
+    starved = {v: [r["saturation"].get("starved") for r in by[v]] for v in variants}
+    spread = {v: [(r["saturation"]["per_subscriber_min"], r["saturation"]["per_subscriber_max"]) for r in by[v]]
+              for v in variants}
+    row(f"{head}: at saturation, subscribers that got no event in the window (of {n}; each round) | fewest / most "
+        "events one subscriber got (each round), tunnel | plain",
+        " | ".join(f"{starved[v]} | " + " ".join(f"{lo:,}/{hi:,}" for lo, hi in spread[v]) for v in variants))
+    lat = {v: median_round(by[v], "rate") for v in variants}
+    p99s = {v: [r["rate"]["latency"]["p99_ms"] for r in by[v]] for v in variants}
+    row(f"{head} at {rate:g} events/s, every delivered event of the median round: p50 / p99 / max (ms), "
+        "tunnel | plain", " | ".join(ms3(lat[v]) for v in variants))
+    ratio = lat["tunnel"]["p99_ms"] / lat["plain"]["p99_ms"] if lat["plain"]["p99_ms"] else None
+    row(f"{head} at {rate:g} events/s: p99 tunnel / plain, median rounds (rounds' p99: tunnel {p99s['tunnel']}, "
+        f"plain {p99s['plain']})", None if ratio is None else round(ratio, 2), f"<= {RELAY_P99}",
+        ratio is not None and ratio <= RELAY_P99)
+    p50 = lat["tunnel"]["p50_ms"] / lat["plain"]["p50_ms"] if lat["plain"]["p50_ms"] else None
+    row(f"{head} at {rate:g} events/s: p50 tunnel / plain, median rounds", None if p50 is None else round(p50, 2))
+    cpu = {v: (statistics.median(r["rate"]["server_cpu"] for r in by[v]),
+               statistics.median(r["rate"]["bridge_cpu"] for r in by[v])) for v in variants}
+    us = {v: tuple(c / (rate * n) * 1e6 for c in cpu[v]) for v in variants}
+    row(f"{head} at {rate:g} events/s: daemon / bridge CPU (of one core; us per delivery), tunnel | plain",
+        " | ".join(f"{cpu[v][0]:.0%} / {cpu[v][1]:.0%} ({us[v][0]:.0f} / {us[v][1]:.0f} us)" for v in variants))
+    runs = [r for v in variants for r in by[v]]
+    # The clients' counts run from their start: the last phase's are the run's.
+    lost = {k: sum(r["rate"][k] for r in runs) for k in ("errors", "closed")}
+    dropped = {v: (sum(r["saturation"]["dropped"] for r in by[v]), sum(r["rate"]["dropped"] for r in by[v]))
+               for v in variants}
+    complete = all(r["rate"]["latency"]["count"] >= 0.95 * rate * n * r["rate"]["elapsed_s"] for r in runs)
+    ok = complete and not any(d[1] for d in dropped.values()) and not any(lost.values())
+    row(f"{head}: at {rate:g} events/s every event delivered to every subscriber, none dropped; no tunnel "
+        f"error, no subscriber closed ({lost['errors']} errors, {lost['closed']} closed; dropped at "
+        f"saturation, tunnel | plain: {dropped['tunnel'][0]:,} | {dropped['plain'][0]:,})",
+        "yes" if ok else "NO", "yes", ok)

@@ -355,21 +355,27 @@ class Client {
   }
 }
 
-async function subscribeMode(opts) {
-  const client = new Client(opts);
-  const setup = await client.connect(opts.n, opts.stalled);
-  out({ event: 'ready', connections: client.subs.length, setup_s: setup, token: client.token });
+// Answers the bench's commands, one JSON line each on stdin, in order; `quit` (or the
+// end of stdin) ends the process once the last answer is out.
+function serveCommands(handle) {
   const rl = readline.createInterface({ input: process.stdin });
   let queue = Promise.resolve();
   rl.on('line', (line) => {
     if (!line.trim()) return;
     queue = queue.then(async () => {
       const cmd = JSON.parse(line);
-      out(await client.handle(cmd));
+      out(await handle(cmd));
       if (cmd.cmd === 'quit') process.exit(0);
     }).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); });
   });
   rl.on('close', () => queue.then(() => process.exit(0)));
+}
+
+async function subscribeMode(opts) {
+  const client = new Client(opts);
+  const setup = await client.connect(opts.n, opts.stalled);
+  out({ event: 'ready', connections: client.subs.length, setup_s: setup, token: client.token });
+  serveCommands((cmd) => client.handle(cmd));
 }
 
 // One full-access connection submits `jobs` jobs in one rpc/dispatcher run request and
@@ -633,17 +639,7 @@ async function followMode(opts) {
       default: return { event: 'error', error: `unknown command ${cmd.cmd}` };
     }
   };
-  const rl = readline.createInterface({ input: process.stdin });
-  let queue = Promise.resolve();
-  rl.on('line', (line) => {
-    if (!line.trim()) return;
-    queue = queue.then(async () => {
-      const cmd = JSON.parse(line);
-      out(await handle(cmd));
-      if (cmd.cmd === 'quit') process.exit(0);
-    }).catch((e) => { out({ event: 'error', error: String(e && e.stack || e) }); });
-  });
-  rl.on('close', () => queue.then(() => process.exit(0)));
+  serveCommands(handle);
 }
 
 function main() {

@@ -11,7 +11,6 @@ Ed25519, ECDSA on P-256/P-384/P-521, and RSA of at least 2048 bits.
 
 import base64
 import binascii
-import hashlib
 from typing import NamedTuple
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from sysadmd.auth.filestore import CachedFile, is_blank_or_comment, join_lines
 from sysadmd.auth.users_file import validate_username
+from sysadmd.protocol.keydigests import fingerprint
 
 MIN_RSA_BITS = 2048
 
@@ -55,19 +55,6 @@ class RegisteredKey(NamedTuple):
         """The key's comment (often ``user@host``), or ''."""
         parts = self.openssh_line.split(None, 2)
         return parts[2] if len(parts) == 3 else ""
-
-
-def _wire_blob(public_key):
-    line = public_key.public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return base64.b64decode(line.split()[1])
-
-
-def fingerprint(public_key):
-    """Return the key's fingerprint as ``ssh-keygen -lf`` prints it: ``SHA256:<base64>``."""
-    digest = hashlib.sha256(_wire_blob(public_key)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 def check_supported(public_key):

@@ -7,7 +7,7 @@ bridges check and sysadmd bridges accept), answers ``rpc/settings list_ssl_check
 with the names of the keys in its ``[auth] keys_file`` (``sha256_keys`` and, for
 original bridges, ``md5_keys``), follows ``events/bridge`` (the clients listed and
 the key each signed in with) and hands relayed frames to
-:class:`sysadmd.bridge.relayed.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
+:class:`sysadmd.bridge.clients.RelayedClients`, whose ``rpc/auth_ssl`` is bound to this
 link's key fingerprint (see ``sysadmd.bridge.wire`` for the frames).
 """
 
@@ -23,9 +23,9 @@ from twisted.internet import defer, task
 
 import sysadmd
 from sysadmd.bridge import wire
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.bridge.original import bridge_public_pem, sign_for_bridge
-from sysadmd.bridge.relayed import RelayedClients
-from sysadmd.protocol import envelope
+from sysadmd.protocol import envelope, tunnel
 from sysadmd.server.eager import no_delay
 from sysadmd.server.protocol import CLOSE_GOING_AWAY
 from sysadmd.util.log import Logger
@@ -92,6 +92,7 @@ class BridgeLinkProtocol(WebSocketClientProtocol):
         self.clients = RelayedClients(
             factory.nick, factory.daemon, self._write_prepared, prepare_masked, factory.fingerprint,
             legacy=factory.legacy_clients, keys=factory.keys, public_pem=factory.public_pem,
+            tunnel_server=factory.tunnel_server,
         )
         self.transport.registerProducer(self.clients, True)
         self._announced = None
@@ -279,15 +280,16 @@ class BridgeLinkFactory(WebSocketClientFactory):
     :class:`sysadmd.bridge.urls.BridgeAddress`), the daemon's server factory ``daemon``
     (whose router, hub, tokens and settings relayed clients share), the private ``key``
     and ``checksums()`` returning the ``list_ssl_checksums`` answer's args. ``keys`` (the
-    daemon's keys file) and ``legacy_clients`` serve relayed original clients
-    (:mod:`sysadmd.bridge.original`)."""
+    daemon's keys file) and ``legacy_clients`` serve relayed plaintext and original clients
+    (:mod:`sysadmd.bridge.original`); ``tunnel_server`` opens relayed clients' encrypted
+    tunnels (:mod:`sysadmd.bridge.tunnel`)."""
 
     protocol = BridgeLinkProtocol
     noisy = False
     _log = Logger()
 
     def __init__(self, reactor, address, daemon, key, fingerprint, checksums, keepalive, backoff,
-                 keys=None, legacy_clients=True):
+                 keys=None, legacy_clients=False, tunnel_server=None):
         super().__init__(
             url=address.url, reactor=reactor, useragent=f"sysadmd/{sysadmd.__version__}"
         )
@@ -299,14 +301,17 @@ class BridgeLinkFactory(WebSocketClientFactory):
         self.checksums = checksums
         self.keys = keys
         self.legacy_clients = legacy_clients
+        self.tunnel_server = tunnel_server
         self.public_pem = bridge_public_pem(key)
         self.keepalive = keepalive
         self.backoff = backoff
         self.current = None
         settings = daemon.parts.settings
+        # A tunnel frame is base64 of up to one Noise message, whatever the message limit.
+        largest = max(settings.max_message_bytes, tunnel.MAX_NOISE_MESSAGE * 4 // 3 + 4) + ID_LINE_ALLOWANCE
         self.setProtocolOptions(
-            maxMessagePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,
-            maxFramePayloadSize=settings.max_message_bytes + ID_LINE_ALLOWANCE,
+            maxMessagePayloadSize=largest,
+            maxFramePayloadSize=largest,
             openHandshakeTimeout=settings.handshake_timeout,
             closeHandshakeTimeout=CLOSE_TIMEOUT,
             autoPingInterval=settings.ping_interval,

@@ -19,6 +19,7 @@ from sysadmd.auth.keys_file import KeysFile, KeysFileError
 from sysadmd.auth.settings import checksums
 from sysadmd.bridge.keys import BridgeKeyError, ensure_private_key, key_fingerprint
 from sysadmd.bridge.link import Backoff, BridgeLinkFactory
+from sysadmd.bridge.tunnel import TunnelServer
 from sysadmd.config import ConfigError
 from sysadmd.protocol.keydigests import MD5_KEYS, SHA256_KEYS
 from sysadmd.util.log import Logger
@@ -34,8 +35,9 @@ class BridgePlan:
     bridges: List[Any]
     keys: KeysFile
     keepalive: float
-    legacy_clients: bool = True
+    legacy_clients: bool = False
     key: Any = None
+    tunnel_server: Any = None
     fingerprint: Optional[str] = None
     trust: Any = None
 
@@ -78,6 +80,12 @@ def prepare_links(config, errors):
         errors.append(ConfigError(config.source, "bridge", "key", str(e)))
         return plan
     plan.fingerprint = key_fingerprint(plan.key)
+    try:
+        plan.tunnel_server = TunnelServer(
+            plan.key, plan.fingerprint, section["rekey_messages"], config["server"]["max_message_bytes"]
+        )
+    except ValueError as e:
+        errors.append(ConfigError(config.source, "bridge", "key", f"cannot sign tunnel offers with it: {e}"))
     if generated:
         log.info(
             "generated the bridge key {path} ({fingerprint}); register it on each bridge "
@@ -118,6 +126,7 @@ class BridgeLinkService(Service):
             backoff or Backoff(),
             keys=plan.keys,
             legacy_clients=plan.legacy_clients,
+            tunnel_server=plan.tunnel_server,
         )
         self._client = ClientService(
             _endpoint(reactor, address, plan.trust),

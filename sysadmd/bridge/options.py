@@ -1,7 +1,7 @@
 """The daemon's ``[bridge]`` ini section: the bridges it connects out to."""
 
 from sysadmd.bridge.urls import parse_connections
-from sysadmd.config.options import Option, boolean, number, string
+from sysadmd.config.options import Option, boolean, integer, number, string
 
 BRIDGE = {
     "connections": Option(
@@ -24,12 +24,19 @@ BRIDGE = {
         "certificate); empty means the system's trusted CAs.",
     ),
     "legacy_clients": Option(
-        "yes",
+        "no",
         boolean,
-        "Let clients relayed by a bridge sign in the original SysAdm way (the Qt client's "
-        "rpc/auth_ssl with md5_key): its signature is not bound to this server, and the "
-        "session's messages are only base64-encoded, so the bridge can read and replay "
-        "them. With no, relayed clients must use the bound rpc/auth_ssl (sysadm).",
+        "Relay sessions that do not use the encrypted tunnel: the dashboard through a "
+        "bridge, and the original SysAdm clients (their rpc/auth_ssl with md5_key is not "
+        "bound to this server, their messages are only base64). The bridge reads and can "
+        "alter everything in such a session: passwords, tokens, commands, output. With no, "
+        "only sysadm's encrypted tunnel is relayed.",
+    ),
+    "rekey_messages": Option(
+        "100000",
+        integer(1),
+        "Messages sent one way in a relayed client's encrypted tunnel before its keys are "
+        "changed (Noise rekey, both sides in step).",
     ),
     "keepalive": Option(
         "60",

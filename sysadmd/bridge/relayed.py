@@ -25,27 +25,42 @@ changes at every reconnection to the bridge:
   fingerprint of the key it signed in to the bridge with>``, as the bridge event's
   ``connections`` map says, so reconnecting does not reset its failure count;
 - its ``rpc/auth_ssl`` is bound to this daemon's bridge key and its connection id
-  (:class:`sysadmd.bridge.binding.RelayBinding`).
+  (:class:`sysadmd.bridge.binding.RelayBinding`), and inside a tunnel to the tunnel's
+  handshake hash (:class:`sysadmd.bridge.tunnel.TunnelBinding`).
 
-The original Qt client signs in another way (``auth_ssl`` with ``md5_key``, then base64
-payloads and the original dialect), allowed while ``[bridge] legacy_clients = yes``:
-see :mod:`sysadmd.bridge.original`.
+A session starts with the encrypted tunnel (``sysadmd.protocol.tunnel``: the ``noise:``
+steps, then sealed messages only; a message that does not open ends the session with a
+``noise:error``), or, only while ``[bridge] legacy_clients = yes``, in plaintext (the
+bridge can read and alter it): the dashboard through a relay, or the original Qt client,
+which signs in another way (``auth_ssl`` with ``md5_key``, then base64 payloads and the
+original dialect, see :mod:`sysadmd.bridge.original`). Otherwise a first plaintext message
+is answered 403 and the session ends.
 """
 
 from dataclasses import replace
 
-from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from sysadmd.bridge import original
 from sysadmd.bridge.binding import RelayBinding
+from sysadmd.bridge.tunnel import SealedFrames, TunnelBinding, Unsealed
 from sysadmd.channel.channel import Channel
 from sysadmd.interfaces import IChannelTransport
-from sysadmd.protocol import envelope
+from sysadmd.protocol import envelope, tunnel
 from sysadmd.protocol.dialect import ORIGINAL
+from sysadmd.protocol.tunnel import TunnelError
 from sysadmd.util.log import Logger
 
 UNKNOWN_KEY = "unknown-key"
+CONTROL = tunnel.CONTROL.encode("ascii")
+ERROR = tunnel.ERROR.encode("ascii")
+# How far past the message limit a tunnel puts fragments together (the channel answers
+# 400 to a message a little over it; one far over it ends the session).
+FRAGMENTS_OVER_LIMIT = 2
+PLAINTEXT_REFUSED = (
+    "This server takes relayed sessions only inside an encrypted tunnel (sysadm speaks it); "
+    "plaintext sessions through a bridge are off ([bridge] legacy_clients = no)."
+)
 
 
 def ban_key(nick, key_fingerprint):
@@ -69,8 +84,11 @@ class RelayedClient:
         self._clients = clients
         self.client_id = client_id
         self.key_fingerprint = key_fingerprint
-        self.write = write
+        self._link_write = write
         self._prepare = prepare
+        # The encrypted tunnel, once its handshake is done (sysadmd.bridge.tunnel).
+        self.tunnel = None
+        self._message_limit = None
         self._prefix = client_id.encode("utf-8") + b"\n"
         self.peer_host = ban_key(clients.nick, key_fingerprint)
         # True once the original flow started: payloads are base64 both ways.
@@ -85,8 +103,9 @@ class RelayedClient:
 
     @property
     def legacy(self):
-        """Whether the original sign-in is allowed (``[bridge] legacy_clients``)."""
-        return self._clients.legacy
+        """Whether the original sign-in is allowed (``[bridge] legacy_clients``, and not
+        inside a tunnel, where it would be a sign-in bound to nothing)."""
+        return self._clients.legacy and self.tunnel is None
 
     @property
     def bridge_public_pem(self):
@@ -131,10 +150,101 @@ class RelayedClient:
         return self.channel.closed
 
     def received(self, payload):
-        """Handle one relayed message (bytes) from the client."""
-        if self.original:
-            payload = original.decode(payload)
-        self.channel.received(payload)
+        """Handle one relayed message (bytes) from the client: a tunnel step or message,
+        or (``legacy_clients``) a plaintext one."""
+        if self.tunnel is not None:
+            self._from_tunnel(payload)
+        elif payload.startswith(CONTROL):
+            self._tunnel_step(payload.decode("utf-8", "replace"))
+        elif not self._clients.legacy:
+            if payload.lstrip().startswith(b"{"):
+                self._refuse_plaintext()
+            else:
+                # Sealed for a session that ended (idle or sign-in timeout): say so, so
+                # the client opens a new tunnel instead of guessing.
+                self._tunnel_failed("no tunnel: this session ended; open a new one")
+        else:
+            if self.original:
+                payload = original.decode(payload)
+            self.channel.received(payload)
+
+    def _from_tunnel(self, payload):
+        if payload.startswith(ERROR):
+            reason = payload[len(ERROR):].decode("utf-8", "replace")
+            self._log.info(
+                "relayed client {client_id} of bridge {nick} closed its tunnel: {reason}",
+                client_id=self.client_id, nick=self._clients.nick, reason=reason[:200],
+            )
+            self.tunnel = None
+            self._clients.end(self.client_id)
+            return
+        try:
+            message = self.tunnel.open(payload.decode("ascii"))
+        except (TunnelError, UnicodeDecodeError) as e:
+            self._tunnel_failed(str(e) if isinstance(e, TunnelError) else "a tunnel message is not text")
+            return
+        if message is not None:
+            self.channel.received(message)
+
+    def _tunnel_step(self, text):
+        server = self._clients.tunnel
+        if server is None:
+            self._send_plain(tunnel.ERROR + "this server has no tunnel key")
+            return
+        if text == tunnel.OFFER:
+            self._send_plain(server.offer)
+            return
+        if not text.startswith(tunnel.HELLO) or self.channel.session.grant is not None:
+            self._tunnel_failed("unexpected tunnel step")
+            return
+        try:
+            welcome, established = server.accept(text)
+        except TunnelError as e:
+            self._tunnel_failed(str(e))
+            return
+        self._send_plain(welcome)
+        self.tunnel = established
+        if self._message_limit is not None:
+            self.set_message_limit(self._message_limit)
+        # Every rpc/auth_ssl challenge of this session is bound to the tunnel from now on
+        # (the sign-in router sets the session's binding from this attribute).
+        self.binding = TunnelBinding(server.fingerprint, established.handshake_hash)
+        self.channel.session.challenge_binding = self.binding
+        self._log.info(
+            "relayed client {client_id} of bridge {nick} opened an encrypted tunnel",
+            client_id=self.client_id, nick=self._clients.nick,
+        )
+
+    def _tunnel_failed(self, reason):
+        self._log.warn(
+            "relayed client {client_id} of bridge {nick}: {reason}; its session ends",
+            client_id=self.client_id, nick=self._clients.nick, reason=reason,
+        )
+        self.tunnel = None  # nothing more is sealed with a broken tunnel
+        self._send_plain(tunnel.ERROR + reason)
+        self._clients.end(self.client_id)
+
+    def _refuse_plaintext(self):
+        self._log.warn(
+            "relayed client {client_id} of bridge {nick} sent plaintext; refused "
+            "([bridge] legacy_clients = no)", client_id=self.client_id, nick=self._clients.nick,
+        )
+        notice = envelope.error(None, 403, PLAINTEXT_REFUSED)
+        self._send_plain(envelope.encode(notice).decode("utf-8"))
+        self._clients.end(self.client_id)
+
+    def _send_plain(self, text):
+        self._link_write(self._prepare(self._prefix + text.encode("utf-8")))
+
+    def write(self, prepared):
+        """Send a frame on the link; one for a tunnel client is sealed now, in order."""
+        if isinstance(prepared, Unsealed):
+            if self.tunnel is None:
+                return  # the tunnel broke: the session is ending
+            prepared = SealedFrames(
+                [self._prepare(self._prefix + frame.encode("ascii")) for frame in self.tunnel.seal(prepared.message)]
+            )
+        self._link_write(prepared)
 
     def close(self):
         """Release the session: subscriptions, timers and waiting frames."""
@@ -143,8 +253,10 @@ class RelayedClient:
     # IChannelTransport
 
     def prepare(self, payload):
-        """Frame ``payload`` for the link, behind the client's id line (base64 in the
-        original flow)."""
+        """Frame ``payload`` for the link, behind the client's id line (sealed when written
+        in a tunnel, base64 in the original flow)."""
+        if self.tunnel is not None:
+            return Unsealed(payload)
         if self.original:
             payload = original.encode(payload)
         return self._prepare(self._prefix + payload)
@@ -155,8 +267,12 @@ class RelayedClient:
         return self.prepare(event.payload)
 
     def set_message_limit(self, limit):
-        """Nothing to do: the channel answers 400 past the limit (the link's own limit
-        is the bridge's)."""
+        """The channel answers 400 past ``limit``; a tunnel stops putting fragments
+        together past twice that (before sign-in too, so a stranger cannot make the
+        daemon hold a message of the full limit) and ends the session."""
+        self._message_limit = limit
+        if self.tunnel is not None:
+            self.tunnel.max_message = FRAGMENTS_OVER_LIMIT * limit
 
     def pause_reading(self):
         """Never called: relayed clients cannot be paused (``can_pause_reading``)."""
@@ -174,120 +290,3 @@ class RelayedClient:
     def socket_addresses(self):
         """None: the client's socket is the bridge's, not ours to look up."""
         return None
-
-
-@implementer(IPushProducer)
-class RelayedClients:
-    """The clients one bridge link relays, by id.
-
-    ``write(prepared)`` sends a framed message on the link and ``prepare(payload)`` frames
-    bytes for it; ``fingerprint`` is the ``SHA256:...`` of the key the link signs in to
-    the bridge with (what relayed ``rpc/auth_ssl`` binds to; without it no relayed key
-    signature verifies). For the original sign-in: ``legacy`` (``[bridge]
-    legacy_clients``), ``keys`` (the daemon's keys file, to size a client's test
-    string) and ``public_pem`` (the bridge public key, sent as ``new_ssl_key``).
-    Registered as the link transport's producer: when the link's buffer is full every
-    client's frames wait in its own bounded queue.
-    """
-
-    _log = Logger()
-
-    def __init__(self, nick, daemon, write, prepare, fingerprint=None, legacy=True, keys=None,
-                 public_pem=b""):
-        self.nick = nick
-        self.fingerprint = fingerprint
-        self.legacy = legacy
-        self.public_pem = public_pem
-        self._keys = keys
-        self._daemon = daemon
-        self._write = write
-        self._prepare = prepare
-        self._clients = {}
-        self.available = frozenset()
-        self.keys = {}
-        self.paused = False
-
-    def __len__(self):
-        return len(self._clients)
-
-    def key_for_md5(self, md5):
-        """The daemon's registered public key named ``md5`` (``md5_keys`` form), or None."""
-        return original.key_for_md5(self._keys, md5) if self._keys is not None else None
-
-    def get(self, client_id):
-        """The :class:`RelayedClient` of ``client_id``, or None."""
-        return self._clients.get(client_id)
-
-    def bridge_event(self, ids, keys=None):
-        """The bridge's list of clients that may reach us, and ``keys``, the fingerprint
-        of each one's key (``{id: "SHA256:..."}``): sessions of the clients no longer
-        listed, or listed with another key, end."""
-        self.available = frozenset(ids)
-        self.keys = {i: keys[i] for i in self.available if keys and isinstance(keys.get(i), str)}
-        for client_id, client in list(self._clients.items()):
-            if client_id not in self.available:
-                self._log.info(
-                    "relayed client {client_id} left bridge {nick}", client_id=client_id, nick=self.nick
-                )
-                self.end(client_id)
-            elif self.keys.get(client_id) != client.key_fingerprint:
-                self._log.info(
-                    "relayed client {client_id} of bridge {nick} signed in to it with another key",
-                    client_id=client_id,
-                    nick=self.nick,
-                )
-                self.end(client_id)
-
-    def relayed(self, client_id, payload):
-        """A message from ``client_id``; its session starts with its first message."""
-        if client_id not in self.available:
-            self._log.warn(
-                "bridge {nick} relayed a message from {client_id}, which it did not list",
-                nick=self.nick,
-                client_id=client_id,
-            )
-            return
-        client = self._clients.get(client_id)
-        if client is None:
-            key = self.keys.get(client_id)
-            client = RelayedClient(self, client_id, self._daemon, self._write, self._prepare, key)
-            if self.paused:
-                client.outbound.pauseProducing()
-            self._clients[client_id] = client
-            self._log.info(
-                "relayed client {client_id} (key {fingerprint}) connected through bridge {nick}",
-                client_id=client_id,
-                fingerprint=key or UNKNOWN_KEY,
-                nick=self.nick,
-            )
-        client.received(payload)
-
-    def end(self, client_id):
-        """End one client's session."""
-        client = self._clients.pop(client_id, None)
-        if client is not None:
-            client.close()
-
-    def close_all(self):
-        """The link is gone: end every session."""
-        for client_id in list(self._clients):
-            self.end(client_id)
-        self.available = frozenset()
-        self.keys = {}
-
-    def pauseProducing(self):
-        """The link's buffer is full: every client queues."""
-        self.paused = True
-        for client in list(self._clients.values()):
-            client.outbound.pauseProducing()
-
-    def resumeProducing(self):
-        """The link drained: send what waited."""
-        self.paused = False
-        for client in list(self._clients.values()):
-            if not self.paused:
-                client.outbound.resumeProducing()
-
-    def stopProducing(self):
-        """The link is going away."""
-        self.close_all()

@@ -80,7 +80,9 @@ def split_relay(payload):
         connection_id = head.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise RelayFrameError("the id line is not UTF-8") from None
-    if not connection_id or any(c.isspace() for c in connection_id):
+    # One word: not empty and no whitespace (split() does it in C; a per-character check
+    # was 5 % of a saturated bridge).
+    if connection_id.split() != [connection_id]:
         raise RelayFrameError("the id line must be one connection id")
     return connection_id, body
 

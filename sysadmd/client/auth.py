@@ -5,9 +5,9 @@
 1. the token in memory (from an earlier sign-in of this run) or in ``--token-file``, with
    ``rpc/auth_token``; a refused token (401) falls through to the next way;
 2. ``--key`` with ``rpc/auth_ssl``: the daemon's test string (through a bridge, bound to
-   the pinned server and this connection, see ``sysadmd.client.binding``), signed as the
-   daemon checks it (Ed25519; ECDSA, DER, SHA-256/384/512 by curve; RSA PKCS#1 v1.5 with
-   SHA-256);
+   the pinned server and the encrypted tunnel's handshake, see
+   ``sysadmd.client.binding``), signed as the daemon checks it (Ed25519; ECDSA, DER,
+   SHA-256/384/512 by curve; RSA PKCS#1 v1.5 with SHA-256);
 3. the password, from ``SYSADM_PASSWORD`` or a prompt, with ``rpc/auth``.
 
 The new token is kept in memory and, with ``--token-file``, written there (mode 0600,
@@ -242,8 +242,8 @@ def sign_in_with_key(session, key, who="the daemon"):
     """``rpc/auth_ssl`` in two steps; fires with ``(token, ttl)``.
 
     A session relayed by a bridge has a ``challenge_binding``: the signed text is then the
-    test string bound to the pinned server and this connection, and the server's stage 1
-    must say it checks exactly that binding, else nothing is signed.
+    test string bound to the pinned server and the tunnel's handshake, and the server's
+    stage 1 must say it checks exactly that binding, else nothing is signed.
     """
     challenge = yield session.call("rpc", "auth_ssl", {})
     test_string = challenge.get("test_string") if isinstance(challenge, dict) else None

@@ -1,17 +1,15 @@
 """The server a client reaches through a bridge is named by its key, and the client's
-``rpc/auth_ssl`` signature through the relay is bound to that key and to its own
-connection, so it is useless to anyone else.
+``rpc/auth_ssl`` signature through the relay is bound to that key and to the encrypted
+tunnel's handshake, so it is useless to anyone else.
 
-The format is the daemon's (``sysadmd.protocol.relay``, where it is described); this is
-the client's copy, because the client is packaged on its own and imports nothing outside
-``sysadmd.client``. A unit test pins both to the same output.
+The format is the tunnel's (:func:`sysadmd.protocol.tunnel.binding_text`): the client
+imports the wire format rather than keeping a copy of it.
 """
 
 import re
 
 from sysadmd.client.errors import ClientError
-
-RELAY_SCHEME = "sysadm-relay-v1"
+from sysadmd.protocol import tunnel
 
 # As ssh-keygen prints it and the bridge's keys files show it: unpadded base64 of SHA-256.
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
@@ -20,17 +18,6 @@ WHERE = (
     "pass the server's key fingerprint, --server SHA256:... (on the server, "
     "'sysadmd-admin bridge export-key' prints it as 'fingerprint SHA256:...')"
 )
-
-
-def relay_challenge_text(server_fingerprint, connection_id, test_string):
-    """The text a relayed client signs for ``test_string``: ``sysadm-relay-v1``, the
-    server's key fingerprint, the client's connection id and the test string, one a line.
-    Raises ValueError for an empty part or one with a line break."""
-    parts = (server_fingerprint, connection_id, test_string)
-    for part in parts:
-        if not isinstance(part, str) or not part or "\n" in part or "\r" in part:
-            raise ValueError("relay binding parts must be non-empty strings on one line")
-    return "\n".join((RELAY_SCHEME,) + parts)
 
 
 def parse_server_fingerprint(value):
@@ -43,40 +30,36 @@ def parse_server_fingerprint(value):
 
 
 class ChallengeBinding:
-    """What a client relayed to the server with key ``server_fingerprint`` signs, being
-    ``connection_id`` on the bridge (both known to the client, never taken from the
-    server)."""
+    """What a client signs inside the encrypted tunnel to the server pinned as
+    ``server_fingerprint``, whose handshake hash is ``handshake_hash`` (both known to the
+    client from the pin and its own handshake, never taken from the server's reply)."""
 
-    def __init__(self, server_fingerprint, connection_id):
+    def __init__(self, server_fingerprint, handshake_hash):
         self.server_fingerprint = server_fingerprint
-        self.connection_id = connection_id
+        self.handshake_hash = handshake_hash
 
     def expected(self):
         """The ``bind`` entry the server's stage 1 reply must carry."""
-        return {
-            "scheme": RELAY_SCHEME,
-            "server": self.server_fingerprint,
-            "connection": self.connection_id,
-        }
+        return tunnel.binding_description(self.server_fingerprint, self.handshake_hash)
 
     def check(self, described):
         """Raise :class:`ClientError` unless the server's stage 1 ``bind`` entry is
-        exactly :meth:`expected` (another server, another connection, or no binding at
-        all: do not sign)."""
-        expected = self.expected()
-        if described == expected:
+        exactly :meth:`expected` (another server, another tunnel, or no binding at all:
+        do not sign)."""
+        if described == self.expected():
             return
         if not isinstance(described, dict):
             raise ClientError(
-                "the server behind the bridge did not bind its rpc/auth_ssl challenge to its "
-                "key; refusing to sign it (is it an older sysadmd?)"
+                "the server behind the bridge did not bind its rpc/auth_ssl challenge to the "
+                "encrypted tunnel; refusing to sign it"
             )
         raise ClientError(
             f"the server's rpc/auth_ssl challenge is bound to server {described.get('server')!r}, "
-            f"connection {described.get('connection')!r}, not to the pinned server "
-            f"{self.server_fingerprint} and this connection {self.connection_id}; refusing to sign it"
+            f"handshake {described.get('handshake')!r} ({described.get('scheme')!r}), not to the "
+            f"pinned server {self.server_fingerprint} and this tunnel's handshake "
+            f"{self.handshake_hash.hex()}; refusing to sign it"
         )
 
     def text(self, test_string):
-        """The string to sign for ``test_string``."""
-        return relay_challenge_text(self.server_fingerprint, self.connection_id, test_string)
+        """The string to sign for ``test_string`` (ValueError when it cannot be bound)."""
+        return tunnel.binding_text(self.server_fingerprint, self.handshake_hash, test_string)

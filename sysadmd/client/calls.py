@@ -46,7 +46,7 @@ class RpcSession:
         self.on_event = _ignore
         self.on_request = _ignore
         self.on_unsolicited_error = _ignore
-        # Set on a session relayed by a bridge (sysadmd.client.binding.ChallengeBinding):
+        # Set on a session inside a bridge's tunnel (sysadmd.client.binding.ChallengeBinding):
         # what rpc/auth_ssl signs besides the bare test string.
         self.challenge_binding = None
 

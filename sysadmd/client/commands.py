@@ -78,11 +78,12 @@ def run_command(reactor, target, credentials, command, options, out, sign_in=Tru
 
 
 def _until_closed(link, waiting, what):
-    """Fail ``waiting`` when the link closes first."""
+    """Fail ``waiting`` when the link closes first (with the broken tunnel's own error
+    when that is why)."""
 
     def closed(description):
         if not waiting.called:
-            waiting.errback(ConnectionClosed(f"connection to {link.url} lost {what}: {description}"))
+            waiting.errback(link.broken or ConnectionClosed(f"connection to {link.url} lost {what}: {description}"))
         return description
 
     link.closed.addCallback(closed)

@@ -7,8 +7,10 @@ sends text frames and hands those it receives to its ``receiver``; its ``closed`
 Deferred fires (never fails) with a one-line description when it ends.
 
 :class:`DirectLink` is the simplest link: one :class:`RpcSession` on the connection. A
-link has ``session`` (the channel to the daemon), ``closed`` and ``close()``; the bridge
-link (``sysadmd.client.bridge``) has the same shape.
+link has ``session`` (the channel to the daemon), ``closed``, ``close()`` and ``broken``
+(the :class:`sysadmd.client.errors.TunnelBroken` that ended it, which ends the command;
+never set on a direct link); the bridge link (``sysadmd.client.bridge``) has the same
+shape.
 """
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -202,6 +204,8 @@ def connect(reactor, url, tls=None, timeout=CONNECT_TIMEOUT):
 
 class DirectLink:
     """A session straight to the daemon over one connection."""
+
+    broken = None
 
     def __init__(self, clock, connection, timeout=None):
         self.connection = connection

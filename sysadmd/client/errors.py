@@ -30,3 +30,14 @@ class ConnectionClosed(ClientError):
 
 class CallTimeout(ClientError):
     """No reply came in time."""
+
+
+class TunnelRefused(ClientError):
+    """The server behind a bridge did not prove the pinned key, or would not open the
+    encrypted tunnel: nothing was sent to it, and nothing is tried in plaintext."""
+
+
+class TunnelBroken(ConnectionClosed):
+    """The encrypted tunnel to the server behind a bridge broke (a message that did not
+    decrypt, or the server's ``noise:error``): the command ends, never to go on in
+    plaintext."""

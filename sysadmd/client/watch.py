@@ -4,7 +4,9 @@ repeating events.
 The first connection must work (otherwise the command fails at once, with the reason).
 After that a dropped connection is announced on stderr and retried after 1, 2, 4 ... up
 to ``backoff_cap`` seconds; each new connection signs in again (with the token first)
-and subscribes to the same sources, and says so. A refused sign-in ends the command.
+and subscribes to the same sources, and says so. A refused sign-in ends the command,
+and so does an encrypted tunnel through a bridge that breaks or is refused (each new
+connection through a bridge makes a new handshake).
 
 While connected, a cheap request (``rpc/query``) every ``keepalive`` seconds keeps the
 token and the connection alive (the daemon closes silent connections and expires unused
@@ -35,7 +37,14 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from sysadmd.client.auth import AuthFailed, authenticate
-from sysadmd.client.errors import CallTimeout, ClientError, ConnectionClosed, ErrorReply
+from sysadmd.client.errors import (
+    CallTimeout,
+    ClientError,
+    ConnectionClosed,
+    ErrorReply,
+    TunnelBroken,
+    TunnelRefused,
+)
 from sysadmd.client.render import source_name
 from sysadmd.client.resume import Positions
 
@@ -58,7 +67,7 @@ class Resubscriber:
     - ``_resubscribed()``: the end of the line announcing a reconnect (what was
       subscribed again);
     - ``_fatal``: the errors that end :meth:`run` even after the first connection
-      (a refused sign-in always does).
+      (a refused sign-in always does, and a refused or broken encrypted tunnel).
 
     :meth:`run` fires with the status given to :meth:`finish` (0 after :meth:`stop`).
     """
@@ -93,6 +102,9 @@ class Resubscriber:
             self._stop_keepalive()
             if self._stopping:
                 return self._status
+            if link.broken is not None:
+                # A bridge that tampers is not retried: the command ends (never in plaintext).
+                raise link.broken
             failures = 0
             delay = self._retry_delay(failures)
             self._out.error(f"connection to {link.url} lost ({description}); reconnecting in {delay:g} s")
@@ -102,7 +114,7 @@ class Resubscriber:
                     return self._status
                 try:
                     link = yield self._connect()
-                except (AuthFailed,) + tuple(self._fatal):
+                except (AuthFailed, TunnelRefused, TunnelBroken) + tuple(self._fatal):
                     raise
                 except ClientError as e:
                     failures += 1

@@ -17,11 +17,11 @@ signature by posing as a server cannot use it at a real one. Stage 1 of a relaye
     {"test_string": "...", "bind": {"scheme": "sysadm-relay-v1", "server": "SHA256:...",
                                    "connection": "<id>"}}
 
-The client builds the text from what *it* knows (its pinned ``--server`` fingerprint and
-the id the bridge gave it), never from that reply; it only compares the two before
-signing. ``sysadmd.client.binding`` holds the client's copy of this function (the client
-is packaged on its own and imports nothing outside itself); a unit test pins the two to
-the same output.
+A client builds the text from what *it* knows (its pinned server fingerprint and the id
+the bridge gave it), never from that reply; it only compares the two before signing.
+This binding is for relayed sessions outside the encrypted tunnel (``[bridge]
+legacy_clients``); the ``sysadm`` client speaks the tunnel, whose binding covers the
+handshake instead (:func:`sysadmd.protocol.tunnel.binding_text`).
 """
 
 RELAY_SCHEME = "sysadm-relay-v1"

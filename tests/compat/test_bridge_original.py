@@ -300,12 +300,21 @@ def test_qt_client_through_a_sysadmd_bridge_the_original_way(tmp_path):
         assert error["name"] == "error" and error["args"]["code"] == "404", error
 
 
-def test_legacy_clients_no_refuses_the_md5_flow(tmp_path):
-    """With [bridge] legacy_clients = no the daemon answers the md5_key stage 1 with a
-    403 that names the option, in plain JSON; the client is still offered the server."""
+def test_legacy_clients_no_refuses_the_original_client(tmp_path):
+    """With [bridge] legacy_clients = no (the default since the encrypted tunnel) the
+    daemon answers each plaintext message of the Qt client, its identify and its md5_key
+    stage 1, with a 403 that names the option (no id: it ends the session), and nothing
+    signs in; the client is still offered the server."""
     with network(tmp_path, legacy="no") as (qt, _original, daemon):
         qt.connect_to_bridge()
         server, _ = servers(qt, daemon)
-        stage1, reply = qt.original_sign_in(server)
-        assert reply is None and stage1["name"] == "error", stage1
-        assert stage1["args"]["code"] == "403" and "legacy_clients" in stage1["args"]["details"]
+        qt.relay(server, {"args": "", "id": IDENTIFY_ID, "name": "identify", "namespace": "rpc"})
+        qt.relay(server, {"args": {"md5_key": md5_key(qt.server_key)}, "id": AUTH_ID,
+                          "name": "auth_ssl", "namespace": "rpc"})
+        for what in ("the identify", "the md5_key stage 1"):
+            notice = json.loads(qt.from_peer(server, f"the refusal of {what}"))
+            assert notice["namespace"] == "error" and notice["id"] is None, notice
+            assert notice["args"]["code"] == 403 and "legacy_clients = no" in notice["args"]["details"]
+        daemon.wait_for_log("sent plaintext; refused")
+        assert "signs in the original way" not in daemon.log_text()
+        assert "authenticated" not in daemon.log_text()

@@ -3,9 +3,15 @@
 :class:`BridgeDaemon` is the harness's :class:`Daemon` running the bridge plugin.
 :class:`BridgeClient` is a synchronous ``websockets`` client that answers the bridge's
 identify, signs in with an Ed25519 key (signed here with ``cryptography`` directly, not
-with sysadmd's code), follows ``events/bridge`` and relays envelopes to servers; its
-relayed ``rpc/auth_ssl`` signs the relay binding spelled out here (:func:`relay_text`),
-independently of ``sysadmd.protocol.relay``.
+with sysadmd's code), follows ``events/bridge`` and relays envelopes to servers.
+
+Relayed sessions go inside the encrypted tunnel (``sysadmd.protocol.tunnel``, the one
+implementation of the wire both ends speak) once :meth:`BridgeClient.open_tunnel` pinned a
+server's fingerprint, or on their own for a client made with ``pins`` (it opens a tunnel
+to a listed server the bridge says has a pinned key, before its first message there).
+Without a tunnel a session is plaintext, which a daemon serves only with ``[bridge]
+legacy_clients = yes``; its relayed ``rpc/auth_ssl`` then signs the relay binding spelled
+out here (:func:`relay_text`), independently of ``sysadmd.protocol.relay``.
 """
 
 import json
@@ -19,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from websockets.sync.client import connect
 
+from sysadmd.protocol import tunnel
+from sysadmd.protocol.tunnel import Initiator, TunnelError
 from tests.integration.harness import ADMIN, Daemon
 
 BRIDGE_CONFIG = """\
@@ -108,10 +116,17 @@ def _sign(key, test_string):
     return base64.b64encode(key.sign(test_string.encode("utf-8"))).decode()
 
 
-class BridgeClient:
-    """A client connection to a bridge (see the module docstring)."""
+# The largest message a harness client puts together from tunnel fragments.
+TUNNEL_MAX_MESSAGE = 64 << 20
 
-    def __init__(self, url, identify_as="client", hostname=None, **kwargs):
+
+class BridgeClient:
+    """A client connection to a bridge (see the module docstring). ``pins``: the
+    ``SHA256:`` fingerprints of the servers whose sessions open a tunnel on their own.
+    Once a server's tunnel is over, relaying to it or waiting for its reply raises
+    :class:`TunnelError` until :meth:`open_tunnel` opens a new one."""
+
+    def __init__(self, url, identify_as="client", hostname=None, pins=(), **kwargs):
         kwargs.setdefault("open_timeout", 10)
         kwargs.setdefault("max_size", None)
         self._connection = connect(url, **kwargs)
@@ -125,6 +140,11 @@ class BridgeClient:
         self._seen_events = 0
         self.relayed = defaultdict(list)  # sender id -> decoded envelopes
         self.raw_relayed = []  # (sender, payload text) in order
+        self.pins = frozenset(pins)
+        self.tunnels = {}  # server id -> its established sysadmd.protocol.tunnel.Tunnel
+        self.pinned = {}  # server id -> the fingerprint its tunnel proved
+        self.control = defaultdict(list)  # sender -> plaintext "noise:..." payloads
+        self.tunnel_errors = defaultdict(list)  # sender -> why its tunnel ended
         self._ids = 0
 
     # Receiving
@@ -156,11 +176,29 @@ class BridgeClient:
             sender, newline, payload = text.partition("\n")
             assert newline, text
             self.raw_relayed.append((sender, payload))
-            try:
-                self.relayed[sender].append(json.loads(payload))
-            except ValueError:
-                pass
+            if payload.startswith(tunnel.CONTROL):
+                self.control[sender].append(payload)
+                if payload.startswith(tunnel.ERROR) and sender in self.tunnels:
+                    del self.tunnels[sender]
+                    self.tunnel_errors[sender].append(payload[len(tunnel.ERROR):])
+            elif sender in self.tunnels:
+                self._unseal(sender, payload)
+            else:
+                try:
+                    self.relayed[sender].append(json.loads(payload))
+                except ValueError:
+                    pass
         return True
+
+    def _unseal(self, sender, payload):
+        try:
+            message = self.tunnels[sender].open(payload)
+        except TunnelError as e:
+            del self.tunnels[sender]
+            self.tunnel_errors[sender].append(str(e))
+            return
+        if message is not None:
+            self.relayed[sender].append(json.loads(message))
 
     def wait_for(self, predicate, timeout=10, what="a condition"):
         """Pump frames until ``predicate()`` returns something truthy; return it."""
@@ -261,9 +299,62 @@ class BridgeClient:
     # Through the bridge
 
     def relay(self, destination, message):
-        """Send ``message`` (dict or text) to ``destination`` through the bridge."""
+        """Send ``message`` (dict or text) to ``destination`` through the bridge: sealed in
+        its tunnel when there is one (opened first for a pinned server, see ``pins``)."""
         payload = json.dumps(message) if isinstance(message, dict) else message
+        self._auto_tunnel(destination)
+        self._check_tunnel(destination)
+        established = self.tunnels.get(destination)
+        if established is None:
+            self.relay_raw(destination, payload)
+            return
+        for frame in established.seal(payload.encode("utf-8")):
+            self.relay_raw(destination, frame)
+
+    def relay_raw(self, destination, payload):
+        """Send the text ``payload`` to ``destination`` as it is, never sealed."""
         self.send(f"{destination}\n{payload}")
+
+    def _auto_tunnel(self, destination):
+        if destination in self.tunnels or destination in self.pinned or not self.pins:
+            return
+        entry = self.connections.get(destination, {})
+        if entry.get("role") == "server" and entry.get("fingerprint") in self.pins:
+            self.open_tunnel(destination, entry["fingerprint"])
+
+    # The tunnel
+
+    def _check_tunnel(self, server):
+        # A session that was tunnelled never goes on in plaintext (no silent downgrade).
+        if server in self.pinned and server not in self.tunnels:
+            reasons = "; ".join(self.tunnel_errors[server]) or "it ended"
+            raise TunnelError(f"the tunnel to {server} is over ({reasons}); open a new one")
+
+    def _next_control(self, sender, timeout, what):
+        return self.wait_for(lambda: self.control[sender] and self.control[sender].pop(0), timeout, what)
+
+    def open_tunnel(self, server, pinned, timeout=10):
+        """The tunnel to ``server`` proving the bridge key ``pinned`` (``SHA256:...``):
+        noise:offer, the offer checked against the pin, hello, welcome. Raises
+        :class:`TunnelError` when the server cannot prove it or refuses; returns the
+        established tunnel (also kept in ``self.tunnels``)."""
+        self.control[server].clear()
+        self.relay_raw(server, tunnel.OFFER)
+        offer = self._next_control(server, timeout, f"{server}'s tunnel offer")
+        static, rekey = tunnel.check_offer(offer, pinned)
+        initiator = Initiator(static, rekey, TUNNEL_MAX_MESSAGE)
+        self.relay_raw(server, initiator.hello())
+        answer = self._next_control(server, timeout, f"{server}'s tunnel welcome")
+        established = initiator.welcome(answer)
+        self.tunnels[server] = established
+        self.pinned[server] = pinned
+        return established
+
+    def tunnel_error(self, server, timeout=10):
+        """Why ``server``'s tunnel ended (its noise:error, or what did not open here),
+        once it has."""
+        return self.wait_for(lambda: server not in self.tunnels and self.tunnel_errors[server],
+                             timeout, f"the end of {server}'s tunnel")[-1]
 
     def call(self, server, namespace, name, args=None, timeout=10):
         """A request relayed to ``server``; returns its reply."""
@@ -277,18 +368,28 @@ class BridgeClient:
                 if frame.get("id") == request_id and frame.get("name") in ("response", "error"):
                     self.relayed[server].remove(frame)
                     return frame
+            self._check_tunnel(server)
             return None
 
         return self.wait_for(reply, timeout, f"{server}'s reply to {namespace}/{name}")
 
     def key_sign_in(self, server, key, server_fingerprint, connection_id=None):
-        """Relayed ``rpc/auth_ssl`` to ``server`` with ``key``, signing the challenge bound
-        to ``server_fingerprint`` and ``connection_id`` (default: this connection's own);
-        returns ``(stage 1 reply, stage 2 reply)``."""
+        """Relayed ``rpc/auth_ssl`` to ``server`` with ``key``; returns ``(stage 1 reply,
+        stage 2 reply)``. Inside a tunnel the signature covers ``server_fingerprint`` and
+        the tunnel's handshake hash (``tunnel.binding_text``), and stage 1 must say so;
+        in plaintext it covers ``server_fingerprint`` and ``connection_id`` (default: this
+        connection's own)."""
+        self._auto_tunnel(server)
         stage1 = self.call(server, "rpc", "auth_ssl")
         assert stage1["name"] == "response", stage1
-        text = relay_text(server_fingerprint, connection_id or self.connection_id,
-                          stage1["args"]["test_string"])
+        test_string = stage1["args"]["test_string"]
+        established = self.tunnels.get(server)
+        if established is not None:
+            expected = tunnel.binding_description(server_fingerprint, established.handshake_hash)
+            assert stage1["args"].get("bind") == expected, stage1
+            text = tunnel.binding_text(server_fingerprint, established.handshake_hash, test_string)
+        else:
+            text = relay_text(server_fingerprint, connection_id or self.connection_id, test_string)
         stage2 = self.call(server, "rpc", "auth_ssl", {"encrypted_string": _sign(key, text)})
         return stage1, stage2
 

@@ -4,6 +4,11 @@ Daemon A accepts the keys of clients 1 and 2, daemon B only client 1's. The daem
 bridge keys come from the real ``sysadmd-admin bridge export-key`` and are registered in
 the bridge's server keys file with ``sysadmd-admin key add``. A has the user alice, B the user bob, so a
 password login through the relay tells which daemon answers.
+
+Clients pin both daemons' fingerprints: every relayed session runs inside the encrypted
+tunnel, as the daemons' default (``[bridge] legacy_clients = no``) requires. Plaintext
+sessions appear only where plaintext is the subject: refused by default, served by a
+daemon configured with ``legacy_clients = yes``.
 """
 
 import contextlib
@@ -15,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sysadmd.protocol import tunnel
 from tests.integration.bridge_harness import (
     BRIDGE_CONFIG,
     BridgeClient,
@@ -33,13 +39,15 @@ DAEMON_CONFIG = BASE_CONFIG + """
 [bridge]
 connections = test={url}
 """
+LEGACY = "legacy_clients = yes\n"
 
 
-def start_daemon(tmp_path, name, bridge, user, password, client_keys, env):
-    """A daemon connecting to ``bridge`` that accepts ``client_keys`` (for ``user``)."""
+def start_daemon(tmp_path, name, bridge, user, password, client_keys, env, bridge_extra=""):
+    """A daemon connecting to ``bridge`` that accepts ``client_keys`` (for ``user``);
+    ``bridge_extra`` goes at the end of its [bridge] section."""
     directory = tmp_path / name
     directory.mkdir()
-    daemon = Daemon(directory, DAEMON_CONFIG.replace("{url}", bridge.url), env=env)
+    daemon = Daemon(directory, DAEMON_CONFIG.replace("{url}", bridge.url) + bridge_extra, env=env)
     daemon.add_user(user, password)
     for key in client_keys:
         add_key(os.path.join(daemon.state_dir, "keys"), user, public_line(key))
@@ -57,7 +65,8 @@ def running_network(tmp_path):
     bridge.register("client2", public_line(key2))
     a = start_daemon(tmp_path, "a", bridge, "alice", "alice-secret-pw", [key1, key2], env)
     b = start_daemon(tmp_path, "b", bridge, "bob", "bob-secret-pw", [key1], env)
-    net = SimpleNamespace(bridge=bridge, a=a, b=b, key1=key1, key2=key2, clients=[])
+    net = SimpleNamespace(bridge=bridge, a=a, b=b, key1=key1, key2=key2, clients=[],
+                          pins={a.bridge_fingerprint, b.bridge_fingerprint})
     try:
         starting = [threading.Thread(target=daemon.start) for daemon in (a, b)]
         for thread in starting:
@@ -74,11 +83,12 @@ def running_network(tmp_path):
 
 @contextlib.contextmanager
 def clients_of(net):
-    """``net.client(key, expect)``: bridge clients closed at the end."""
+    """``net.client(key, expect)``: bridge clients closed at the end, whose sessions with
+    the daemons are tunnelled (pinned), or ``plaintext``."""
     clients = []
 
-    def client(key=None, expect=None):
-        c = BridgeClient(net.bridge.url)
+    def client(key=None, expect=None, plaintext=False):
+        c = BridgeClient(net.bridge.url, pins=() if plaintext else net.pins)
         clients.append(c)
         if key is not None:
             reply = c.sign_in(key)
@@ -151,10 +161,11 @@ def test_dispatcher_job_events_come_back_through_the_relay(network):
     c1 = network.client(network.key1, expect=2)
     c2 = network.client(network.key2, expect=1)
     [a_id] = c2.available
-    # Relayed, the signature is over the challenge bound to A's key and c1's connection.
+    # In the tunnel, the signature is over the challenge bound to A's key and the
+    # tunnel's handshake hash.
     challenge, reply = c1.key_sign_in(a_id, network.key1, network.a.bridge_fingerprint)
-    assert challenge["args"]["bind"] == {"scheme": "sysadm-relay-v1", "server": network.a.bridge_fingerprint,
-                                         "connection": c1.connection_id}
+    assert challenge["args"]["bind"] == {"scheme": "sysadm-noise-v1", "server": network.a.bridge_fingerprint,
+                                         "handshake": c1.tunnels[a_id].handshake_hash.hex()}
     assert reply["name"] == "response" and len(reply["args"][0]) == 64, reply
     assert c1.call(a_id, "events", "subscribe", ["dispatcher"])["args"] == {"subscribe": ["dispatcher"]}
     started = c1.call(a_id, "rpc", "dispatcher", {"action": "run", "bridged-job": ["echo through the bridge"]})
@@ -252,7 +263,7 @@ def test_daemons_reconnect_after_the_bridge_restarts(own_network, tmp_path):
     """After a bridge restart on the same port both daemons sign in again within the
     backoff, and a new client reaches them."""
     network = own_network
-    c1 = network.client(network.key1, expect=2)
+    network.client(network.key1, expect=2)
     port = network.bridge.port
     assert network.bridge.stop() == 0
     for daemon in (network.a, network.b):
@@ -301,6 +312,121 @@ def test_an_unauthenticated_connection_cannot_relay(network):
     reply = stranger.sign_in(new_key())
     assert reply["namespace"] == "error" and reply["args"]["code"] == 401
     assert c1.available  # the others are unaffected
+
+
+def test_a_tunnel_pinned_to_another_server_is_refused_before_anything_is_sent(network):
+    """B's offer does not prove A's key: a client pinning A's fingerprint on B's
+    connection stops at the offer, before its hello; pinned right, B's tunnel opens."""
+    c1 = network.client(network.key1, expect=2)
+    b_id = c1.server_with_key(network.b.bridge_fingerprint)
+    with pytest.raises(tunnel.TunnelError, match="not by the pinned server"):
+        c1.open_tunnel(b_id, network.a.bridge_fingerprint)
+    assert b_id not in c1.tunnels
+    c1.open_tunnel(b_id, network.b.bridge_fingerprint)
+    reply = c1.call(b_id, "rpc", "auth", {"username": "bob", "password": "bob-secret-pw"})
+    assert reply["name"] == "response", reply
+
+
+def test_a_frame_that_does_not_open_ends_the_tunnel_and_a_new_one_starts_over(network):
+    """A relayed frame that is not a sealed message of the tunnel ends the session with
+    noise:error; the client does not go on in plaintext, and a new tunnel is a new,
+    unauthenticated session."""
+    c2 = network.client(network.key2, expect=1)
+    [a_id] = c2.available
+    assert c2.call(a_id, "rpc", "auth", {"username": "alice", "password": "alice-secret-pw"})["name"] == "response"
+    c2.relay_raw(a_id, tunnel.b64(b"\0" * 40))
+    assert "did not decrypt" in c2.tunnel_error(a_id)
+    with pytest.raises(tunnel.TunnelError, match="open a new one"):
+        c2.call(a_id, "rpc", "identify")
+    c2.open_tunnel(a_id, network.a.bridge_fingerprint)
+    assert c2.call(a_id, "events", "subscribe", "ticker")["args"]["code"] == 401
+
+
+def test_a_plaintext_relayed_client_is_refused_by_default(network, tmp_path):
+    """With the default [bridge] legacy_clients = no, every plaintext message a relayed
+    client sends (a password login, then a job) is answered 403 with no id and ends its
+    session: nothing signs in and nothing runs."""
+    c2 = network.client(network.key2, expect=1, plaintext=True)
+    [a_id] = c2.available
+    marker = tmp_path / "ran"
+    refused_before = network.a.log_text().count("sent plaintext; refused")
+    authenticated_before = network.a.log_text().count("alice authenticated")
+    c2.relay(a_id, {"namespace": "rpc", "name": "auth", "id": "login",
+                    "args": {"username": "alice", "password": "alice-secret-pw"}})
+    c2.relay(a_id, {"namespace": "rpc", "name": "dispatcher", "id": "run",
+                    "args": {"action": "run", "plaintext-job": f"touch {marker}"}})
+    c2.wait_for(lambda: len(c2.relayed[a_id]) >= 2, what="two answers")
+    c2.quiet(1.0)
+    assert len(c2.relayed[a_id]) == 2, c2.relayed[a_id]
+    for notice in c2.relayed[a_id]:
+        assert notice["namespace"] == "error" and notice["id"] is None, notice
+        assert notice["args"]["code"] == 403 and "legacy_clients = no" in notice["args"]["details"]
+    log = network.a.log_text()
+    assert log.count("sent plaintext; refused") == refused_before + 2
+    assert log.count("alice authenticated") == authenticated_before
+    assert not marker.exists()
+    # The same client, in a tunnel, is served.
+    c2.open_tunnel(a_id, network.a.bridge_fingerprint)
+    assert c2.call(a_id, "rpc", "auth", {"username": "alice", "password": "alice-secret-pw"})["name"] == "response"
+
+
+@pytest.fixture
+def legacy_network(tmp_path):
+    """A bridge and one daemon L (user lee) with [bridge] legacy_clients = yes; its key
+    for the clients is ``net.key``."""
+    bridge = BridgeDaemon(tmp_path / "bridge").start()
+    key = new_key()
+    bridge.register("client", public_line(key))
+    daemon = None
+    clients = []
+    try:
+        daemon = start_daemon(tmp_path, "legacy", bridge, "lee", "lee-secret-pw", [key], None,
+                              bridge_extra=LEGACY)
+        daemon.start()
+        daemon.wait_for_log(SIGNED_IN)
+
+        def client(pins=()):
+            c = BridgeClient(bridge.url, pins=pins)
+            clients.append(c)
+            assert c.sign_in(key)["name"] == "response"
+            c.wait_for(lambda: c.server_with_key(daemon.bridge_fingerprint), what="the legacy daemon")
+            return c
+
+        yield SimpleNamespace(bridge=bridge, daemon=daemon, key=key, client=client)
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                c.close()
+        if daemon is not None:
+            daemon.stop()
+        bridge.stop()
+
+
+def test_legacy_clients_yes_serves_plaintext_sessions_and_tunnels(legacy_network):
+    """With legacy_clients = yes a plaintext relayed client is served as before the
+    tunnel: a password login, a key sign-in bound to the server and its connection, a
+    job and its events. A tunnelled client of the same daemon is served too."""
+    net = legacy_network
+    fp = net.daemon.bridge_fingerprint
+    plain = net.client()
+    server = plain.server_with_key(fp)
+    assert plain.call(server, "rpc", "auth", {"username": "lee", "password": "lee-secret-pw"})["name"] == "response"
+    challenge, reply = plain.key_sign_in(server, net.key, fp)
+    assert challenge["args"]["bind"] == {"scheme": "sysadm-relay-v1", "server": fp,
+                                         "connection": plain.connection_id}
+    assert reply["name"] == "response" and len(reply["args"][0]) == 64, reply
+    assert plain.call(server, "events", "subscribe", ["dispatcher"])["name"] == "response"
+    started = plain.call(server, "rpc", "dispatcher", {"action": "run", "legacy-job": ["echo in the clear"]})
+    assert started["args"] == {"started": ["legacy-job"]}, started
+    event = plain.next_event(server, "dispatcher", lambda args: args.get("process_id") == "legacy-job"
+                             and args["state"] == "finished")
+    assert event["args"]["process_details"]["echo in the clear"].strip() == "in the clear"
+    assert server not in plain.tunnels and plain.control[server] == []
+    assert "sent plaintext; refused" not in net.daemon.log_text()
+    sealed = net.client(pins={fp})
+    _, reply = sealed.key_sign_in(server, net.key, fp)
+    assert reply["name"] == "response", reply
+    assert server in sealed.tunnels
 
 
 def test_bridge_configuration_errors_name_file_section_and_key(tmp_path):

@@ -12,11 +12,16 @@ Each test repeats a step against the real ``twistd sysadm-bridge`` and ``twistd 
 and fails if it gets through again. On the daemon, alice (the victim, full access) and
 mallory (the attacker, limited) each have a key; the bridge knows both keys as clients and
 the daemon's bridge key as a server.
+
+Relayed sessions run in the encrypted tunnel (the daemon's default); the attacks that
+went through plaintext sessions are repeated against a daemon with ``[bridge]
+legacy_clients = yes`` too, where only the binding to the server and the connection
+stops them. In the tunnel they also fail cryptographically: a fake server cannot prove
+the pinned key, and a key signature covers the tunnel's handshake hash.
 """
 
 import base64
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -26,6 +31,8 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from sysadmd.protocol import tunnel
+from sysadmd.protocol.tunnel import Initiator, TunnelError
 from tests.integration.bridge_harness import (
     BridgeClient,
     BridgeDaemon,
@@ -53,15 +60,19 @@ def _fingerprint(key):
 
 
 @contextlib.contextmanager
-def running(tmp_path, auth_extra=""):
-    """The bridge, one daemon signed in to it, and the keys of alice and mallory."""
+def running(tmp_path, auth_extra="", legacy=False):
+    """The bridge, one daemon signed in to it, and the keys of alice and mallory.
+    ``legacy``: the daemon has ``[bridge] legacy_clients = yes`` and clients relay in
+    plaintext; otherwise they pin the daemon's key and relay in the tunnel."""
     bridge = BridgeDaemon(tmp_path / "bridge").start()
     (tmp_path / "vm").mkdir()
     daemon = Daemon(
         tmp_path / "vm",
-        BASE_CONFIG + auth_extra + f"\n[bridge]\nconnections = test={bridge.url}\n",
+        BASE_CONFIG + auth_extra + f"\n[bridge]\nconnections = test={bridge.url}\n"
+        + ("legacy_clients = yes\n" if legacy else ""),
     )
-    net = SimpleNamespace(bridge=bridge, daemon=daemon, alice=new_key(), mallory=new_key(), clients=[])
+    net = SimpleNamespace(bridge=bridge, daemon=daemon, alice=new_key(), mallory=new_key(), clients=[],
+                          legacy=legacy)
     try:
         daemon.add_user("alice", "alice-secret-pw")
         daemon.add_user("mallory", "mallory-secret-pw", role="limited")
@@ -83,7 +94,9 @@ def running(tmp_path, auth_extra=""):
 
 
 def connect(net, key, **kwargs):
-    """A bridge client signed in with ``key``, once its first bridge event arrived."""
+    """A bridge client signed in with ``key``, once its first bridge event arrived; it
+    pins the daemon's key unless the network is ``legacy``."""
+    kwargs.setdefault("pins", () if net.legacy else {net.server_fp})
     c = BridgeClient(net.bridge.url, **kwargs)
     net.clients.append(c)
     reply = c.sign_in(key)
@@ -99,8 +112,15 @@ def offered(c, fingerprint):
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    """One bridge and daemon for the tests that leave them as they found them."""
+    """One bridge and daemon (tunnel only) for the tests that leave them as they found them."""
     with running(tmp_path_factory.mktemp("takeover")) as net:
+        yield net
+
+
+@pytest.fixture(scope="module")
+def legacy_network(tmp_path_factory):
+    """The same with ``[bridge] legacy_clients = yes`` and plaintext clients."""
+    with running(tmp_path_factory.mktemp("takeover-legacy"), legacy=True) as net:
         yield net
 
 
@@ -174,29 +194,89 @@ def test_the_victim_cli_reaches_the_real_server_by_key_and_refuses_a_host_name(n
     assert network.bridge.log_text().count("bridge connection") == before  # never connected
 
 
-def test_a_signature_made_for_another_server_is_useless_at_the_real_one(network):
+def test_a_fake_server_cannot_prove_the_pinned_key_even_if_a_bridge_routed_to_it(network):
+    """(a, in the tunnel) Were a bridge to hand the victim's session to mallory's fake
+    server, the victim's client would stop at the tunnel: an offer signed by mallory's
+    key is not the pinned server's; with the real server's offer replayed (it is public:
+    mallory fetches it through the bridge) the fake cannot read the victim's hello, and
+    the welcome the real server gave mallory's own hello does not complete the victim's
+    handshake. Only the real server answers the victim's hello."""
+    attacker = connect(network, network.mallory)
+    real_id = offered(attacker, network.server_fp)
+
+    def control():
+        return attacker.wait_for(lambda: attacker.control[real_id] and attacker.control[real_id].pop(0),
+                                 what="the real server's answer")
+
+    attacker.relay_raw(real_id, tunnel.OFFER)
+    real_offer = control()
+    # The fake's own offer, signed by mallory's key.
+    own = tunnel.make_offer(network.mallory, tunnel.new_static_key())
+    with pytest.raises(TunnelError, match="not by the pinned server"):
+        tunnel.check_offer(own, network.server_fp)
+    # The real offer replayed: a responder with any other static key cannot read the hello.
+    static, rekey = tunnel.check_offer(real_offer, network.server_fp)
+    hello = Initiator(static, rekey, 1 << 20).hello()
+    with pytest.raises(TunnelError, match="handshake failed"):
+        tunnel.Responder(tunnel.new_static_key(), rekey, 1 << 20).hello(hello)
+    # The real server's welcome to mallory's own hello, replayed to the victim.
+    attacker.relay_raw(real_id, Initiator(static, rekey, 1 << 20).hello())
+    welcome_to_mallory = control()
+    assert welcome_to_mallory.startswith(tunnel.WELCOME)
+    victim = Initiator(static, rekey, 1 << 20)
+    victim.hello()
+    with pytest.raises(TunnelError, match="could not prove the pinned key"):
+        victim.welcome(welcome_to_mallory)
+    # The victim's hello itself, forwarded to the real server (a new session), completes.
+    victim = Initiator(static, rekey, 1 << 20)
+    victims_hello = victim.hello()
+    forwarder = connect(network, network.mallory)
+    forwarder.relay_raw(offered(forwarder, network.server_fp), victims_hello)
+    answer = forwarder.wait_for(lambda: forwarder.control[real_id] and forwarder.control[real_id].pop(0),
+                                what="the real server's welcome")
+    assert victim.welcome(answer).handshake_hash
+
+
+@pytest.mark.parametrize("mode", ["tunnel", "legacy"])
+def test_a_signature_made_for_another_server_is_useless_at_the_real_one(request, mode):
     """(c) Mallory, a client of the real daemon through the bridge, gets an auth_ssl
     challenge and has alice's key sign it the way alice's client would for mallory's fake
-    server (bound to that fingerprint and alice's own connection), or even for the real
-    server on alice's connection, or bare: every one is 401 and mallory gets no token."""
+    server, or even for the real server in alice's own session, or in another binding, or
+    bare: every one is 401 and mallory gets no token. In the tunnel the binding is the
+    server's key and the handshake hash; with legacy_clients the server's key and the
+    connection id."""
+    network = request.getfixturevalue("network" if mode == "tunnel" else "legacy_network")
     attacker = connect(network, network.mallory)
     victim = connect(network, network.alice)
     real_id = offered(attacker, network.server_fp)
     offered(victim, network.server_fp)
     fake_fp = _fingerprint(network.mallory)  # what a fake server would present
-    forgeries = {
-        "for the fake server": lambda ts: relay_text(fake_fp, victim.connection_id, ts),
-        "for the real server, on alice's connection": lambda ts: relay_text(
-            network.server_fp, victim.connection_id, ts),
-        "for the fake server, on mallory's connection": lambda ts: relay_text(
-            fake_fp, attacker.connection_id, ts),
-        "bare, as a direct client signs": lambda ts: ts,
-    }
+    if mode == "tunnel":
+        mine = attacker.open_tunnel(real_id, network.server_fp).handshake_hash
+        alices = victim.open_tunnel(real_id, network.server_fp).handshake_hash
+        expected_bind = tunnel.binding_description(network.server_fp, mine)
+        forgeries = {
+            "for the fake server, in alice's tunnel": lambda ts: tunnel.binding_text(fake_fp, alices, ts),
+            "for the real server, in alice's tunnel": lambda ts: tunnel.binding_text(
+                network.server_fp, alices, ts),
+            "the plaintext binding of mallory's connection": lambda ts: relay_text(
+                network.server_fp, attacker.connection_id, ts),
+            "bare, as a direct client signs": lambda ts: ts,
+        }
+    else:
+        expected_bind = {"scheme": "sysadm-relay-v1", "server": network.server_fp,
+                         "connection": attacker.connection_id}
+        forgeries = {
+            "for the fake server": lambda ts: relay_text(fake_fp, victim.connection_id, ts),
+            "for the real server, on alice's connection": lambda ts: relay_text(
+                network.server_fp, victim.connection_id, ts),
+            "for the fake server, on mallory's connection": lambda ts: relay_text(
+                fake_fp, attacker.connection_id, ts),
+            "bare, as a direct client signs": lambda ts: ts,
+        }
     for how, text_of in forgeries.items():
         challenge = attacker.call(real_id, "rpc", "auth_ssl")
-        assert challenge["args"]["bind"] == {
-            "scheme": "sysadm-relay-v1", "server": network.server_fp, "connection": attacker.connection_id,
-        }, how
+        assert challenge["args"]["bind"] == expected_bind, (how, challenge)
         reply = attacker.call(real_id, "rpc", "auth_ssl",
                               {"encrypted_string": _sign(network.alice, text_of(challenge["args"]["test_string"]))})
         assert reply["namespace"] == "error" and reply["args"]["code"] == FAILED, (how, reply)
@@ -204,16 +284,18 @@ def test_a_signature_made_for_another_server_is_useless_at_the_real_one(network)
     run = attacker.call(real_id, "rpc", "dispatcher", {"action": "run", "stolen": ["echo pwned"]})
     assert run["namespace"] == "error" and run["args"]["code"] == 401
     assert "alice authenticated from bridge:test:" + _fingerprint(network.mallory) not in network.daemon.log_text()
-    # Alice's own bound signature, on her own connection, still works.
+    # Alice's own bound signature, in her own session, still works.
     _, reply = victim.key_sign_in(real_id, network.alice, network.server_fp)
     assert reply["name"] == "response" and len(reply["args"][0]) == 64
 
 
-def test_relayed_failures_count_on_the_key_across_bridge_reconnects(tmp_path):
+@pytest.mark.parametrize("legacy", [False, True], ids=["tunnel", "legacy"])
+def test_relayed_failures_count_on_the_key_across_bridge_reconnects(tmp_path, legacy):
     """(d) With ban_loopback = yes and max_failures = 3, mallory's failed relayed key
-    logins from three successive bridge connections (three connection ids) ban her key:
-    the fourth connection gets 429 at once. Alice, on the same link, is not affected."""
-    with running(tmp_path, auth_extra="ban_loopback = yes\nmax_failures = 3\n") as net:
+    logins from three successive bridge connections (three connection ids, three
+    tunnels) ban her key: the fourth connection gets 429 at once. Alice, on the same
+    link, is not affected."""
+    with running(tmp_path, auth_extra="ban_loopback = yes\nmax_failures = 3\n", legacy=legacy) as net:
         ids, codes = [], []
         for _ in range(4):
             c = connect(net, net.mallory)

@@ -11,7 +11,8 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
 from sysadmd.auth.handlers import BUSY, FAILED
 from sysadmd.auth.local import LocalLogin, loopback_ends, session_ends
-from sysadmd.bridge.relayed import RelayedClient, RelayedClients
+from sysadmd.bridge.clients import RelayedClients
+from sysadmd.bridge.relayed import RelayedClient
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings

@@ -1,7 +1,8 @@
 """Relayed ``rpc/auth_ssl`` is bound to the server's bridge key and the relayed connection,
 and relayed clients' failed logins count on the bridge link and their key (issue 13,
 item 1), in memory: the daemon's RelayedClients with a real Authenticator and keys file,
-and the client's side of the binding."""
+and the client's side of the binding (inside the encrypted tunnel: the pinned key and
+the handshake hash, issue 18)."""
 
 import base64
 import json
@@ -19,17 +20,20 @@ from sysadmd.auth.keys_file import KeysFile, fingerprint
 from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.binding import RelayBinding
-from sysadmd.bridge.relayed import RelayedClients, ban_key
+from sysadmd.bridge.clients import RelayedClients
+from sysadmd.bridge.relayed import ban_key
+from sysadmd.bridge.tunnel import TunnelBinding
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
 from sysadmd.client import binding as client_binding
 from sysadmd.client.auth import sign_in_with_key
 from sysadmd.client.errors import ClientError
-from sysadmd.protocol import relay
+from sysadmd.protocol import relay, tunnel
 
 SERVER_FP = "SHA256:" + "S" * 43
 OTHER_FP = "SHA256:" + "O" * 43
+HANDSHAKE = bytes(range(32))
 
 
 class KeyUsers:
@@ -47,7 +51,7 @@ class KeyUsers:
 class Link:
     """A daemon's auth_ssl behind one bridge link whose key is ``SERVER_FP``."""
 
-    def __init__(self, tmp_path, max_failures=3):
+    def __init__(self, tmp_path, max_failures=3, tunnel_server=None):
         self.clock = task.Clock()
         self.keys = KeysFile(str(tmp_path / "keys"))
         self.bans = BanList(self.clock, max_failures, 600, 3600, ban_loopback=True)
@@ -62,7 +66,8 @@ class Link:
         self.clients = RelayedClients(
             "test", daemon, self.written.append,
             lambda p: PreparedMessage(p, isBinary=False, applyMask=True, doNotCompress=False),
-            SERVER_FP,
+            # Plaintext sessions are what the relay binding is for (legacy_clients = yes).
+            SERVER_FP, legacy=True, tunnel_server=tunnel_server,
         )
 
     def key(self, user="alice"):
@@ -88,13 +93,13 @@ class Link:
 
 
 def test_the_text_is_the_scheme_the_server_the_connection_and_the_test_string():
-    """The exact bytes, the same from the daemon's and the client's copy."""
+    """The exact bytes."""
     expected = "sysadm-relay-v1\nSHA256:abc\nconn-1\ntest-string"
     assert relay.relay_challenge_text("SHA256:abc", "conn-1", "test-string") == expected
-    assert client_binding.relay_challenge_text("SHA256:abc", "conn-1", "test-string") == expected
-    assert relay.RELAY_SCHEME == client_binding.RELAY_SCHEME == "sysadm-relay-v1"
-    for parts in [(SERVER_FP, "9f1c-...", "x" * 48), ("SHA256:ü", "id", "é")]:
-        assert relay.relay_challenge_text(*parts) == client_binding.relay_challenge_text(*parts)
+    assert relay.RELAY_SCHEME == "sysadm-relay-v1"
+    daemon_side = RelayBinding(SERVER_FP, "c1")
+    assert daemon_side.describe() == {"bind": {"scheme": "sysadm-relay-v1", "server": SERVER_FP, "connection": "c1"}}
+    assert daemon_side.text("t") == relay.relay_challenge_text(SERVER_FP, "c1", "t")
 
 
 @pytest.mark.parametrize("parts", [
@@ -102,19 +107,19 @@ def test_the_text_is_the_scheme_the_server_the_connection_and_the_test_string():
 ])
 def test_a_part_that_could_pose_as_another_binding_is_refused(parts):
     """Line breaks (or missing parts) would let one binding's text equal another's."""
-    for build in (relay.relay_challenge_text, client_binding.relay_challenge_text):
-        with pytest.raises(ValueError):
-            build(*parts)
+    with pytest.raises(ValueError):
+        relay.relay_challenge_text(*parts)
 
 
-def test_the_daemon_binding_describes_what_the_client_expects():
-    """RelayBinding.describe() is exactly the client's expected ``bind`` entry."""
-    daemon_side = RelayBinding(SERVER_FP, "c1")
-    client_side = client_binding.ChallengeBinding(SERVER_FP, "c1")
+def test_the_daemon_tunnel_binding_describes_what_the_client_expects():
+    """TunnelBinding.describe() is exactly the client's expected ``bind`` entry, and both
+    sign the same text."""
+    daemon_side = TunnelBinding(SERVER_FP, HANDSHAKE)
+    client_side = client_binding.ChallengeBinding(SERVER_FP, HANDSHAKE)
     assert daemon_side.describe() == {"bind": client_side.expected()} == {
-        "bind": {"scheme": "sysadm-relay-v1", "server": SERVER_FP, "connection": "c1"}
+        "bind": {"scheme": "sysadm-noise-v1", "server": SERVER_FP, "handshake": HANDSHAKE.hex()}
     }
-    assert daemon_side.text("t") == client_side.text("t")
+    assert daemon_side.text("t") == client_side.text("t") == tunnel.binding_text(SERVER_FP, HANDSHAKE, "t")
 
 
 def test_a_relayed_auth_ssl_accepts_only_a_signature_bound_to_this_server_and_connection(tmp_path):
@@ -208,22 +213,24 @@ def signed_text(key, session):
     return base64.b64decode(session.sent[-1]["encrypted_string"])
 
 
-def test_the_client_signs_the_text_bound_to_its_pinned_server_and_own_connection():
+def test_the_client_signs_the_text_bound_to_its_pinned_server_and_own_handshake():
     """The signature verifies over the bound text built from the client's own knowledge."""
     key = ed25519.Ed25519PrivateKey.generate()
-    binding = client_binding.ChallengeBinding(SERVER_FP, "me")
-    session = FakeSession({"test_string": "ts", **RelayBinding(SERVER_FP, "me").describe()}, binding)
+    binding = client_binding.ChallengeBinding(SERVER_FP, HANDSHAKE)
+    session = FakeSession({"test_string": "ts", **TunnelBinding(SERVER_FP, HANDSHAKE).describe()}, binding)
     result = []
     sign_in_with_key(session, key).addBoth(result.append)
     assert result == [("t" * 64, 900)]
-    key.public_key().verify(signed_text(key, session), relay.relay_challenge_text(SERVER_FP, "me", "ts").encode())
+    key.public_key().verify(signed_text(key, session), tunnel.binding_text(SERVER_FP, HANDSHAKE, "ts").encode())
 
 
 @pytest.mark.parametrize("bind", [
     None,
-    {"scheme": "sysadm-relay-v1", "server": OTHER_FP, "connection": "me"},
-    {"scheme": "sysadm-relay-v1", "server": SERVER_FP, "connection": "someone-else"},
-    {"scheme": "sysadm-relay-v2", "server": SERVER_FP, "connection": "me"},
+    {"scheme": "sysadm-noise-v1", "server": OTHER_FP, "handshake": HANDSHAKE.hex()},
+    {"scheme": "sysadm-noise-v1", "server": SERVER_FP, "handshake": (b"\x01" * 32).hex()},
+    {"scheme": "sysadm-noise-v2", "server": SERVER_FP, "handshake": HANDSHAKE.hex()},
+    # The plaintext relay's binding: never signed inside a tunnel.
+    {"scheme": "sysadm-relay-v1", "server": SERVER_FP, "connection": "me"},
 ])
 def test_the_client_refuses_to_sign_for_another_binding_or_none(bind):
     """A stage 1 bound elsewhere (or not at all) is a clear error and nothing is signed."""
@@ -231,7 +238,7 @@ def test_the_client_refuses_to_sign_for_another_binding_or_none(bind):
     stage1 = {"test_string": "ts"}
     if bind is not None:
         stage1["bind"] = bind
-    session = FakeSession(stage1, client_binding.ChallengeBinding(SERVER_FP, "me"))
+    session = FakeSession(stage1, client_binding.ChallengeBinding(SERVER_FP, HANDSHAKE))
     result = []
     sign_in_with_key(session, key).addBoth(result.append)
     assert isinstance(result[0].value, ClientError)
@@ -262,3 +269,31 @@ def test_a_key_fingerprint_is_accepted_as_it_is():
     fp = fingerprint(key.public_key())
     assert client_binding.parse_server_fingerprint(fp) == fp
     assert client_binding.parse_server_fingerprint(f" {fp}\n") == fp
+
+
+def test_inside_a_tunnel_auth_ssl_is_bound_to_the_handshake_and_not_to_the_connection(tmp_path):
+    """Stage 1 inside a tunnel says the tunnel binding (scheme, server key, handshake
+    hash); a signature of the relay binding is refused, one of binding_text signs in."""
+    from sysadmd.protocol import tunnel
+    from tests.unit.test_bridge_tunnel import PINNED, Client, server
+
+    link = Link(tmp_path, max_failures=10, tunnel_server=server())
+    key = link.key()
+    client = Client(link).open()
+    handshake = client.tunnel.handshake_hash
+
+    def stage1():
+        [reply] = client.call({"namespace": "rpc", "name": "auth_ssl", "id": "a", "args": {}})
+        assert reply["args"]["bind"] == tunnel.binding_description(PINNED, handshake), reply
+        return reply["args"]["test_string"]
+
+    def stage2(text):
+        signature = base64.b64encode(key.sign(text.encode())).decode()
+        [reply] = client.call({"namespace": "rpc", "name": "auth_ssl", "id": "a",
+                               "args": {"encrypted_string": signature}})
+        return reply
+
+    reply = stage2(relay.relay_challenge_text(SERVER_FP, "c1", stage1()))
+    assert reply["namespace"] == "error" and reply["args"]["code"] == 401
+    reply = stage2(tunnel.binding_text(PINNED, handshake, stage1()))
+    assert reply["name"] == "response" and len(reply["args"][0]) == 64

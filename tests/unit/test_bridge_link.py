@@ -16,7 +16,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from sysadmd.auth.signatures import verify_challenge
-from sysadmd.channel.channel import ChannelParts
 from sysadmd.bridge.link import (
     AUTH_ANSWER_ID,
     AUTH_CHALLENGE_ID,
@@ -25,11 +24,12 @@ from sysadmd.bridge.link import (
     BridgeLinkFactory,
 )
 from sysadmd.bridge.urls import parse_url
-from sysadmd.events.hub import EventHub
-from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.protocol.framing import prepare_text
+from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
+from sysadmd.events.hub import EventHub
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.rpc import handlers as rpc_handlers
 from tests.unit.wsfake import Transport
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -64,7 +64,7 @@ def client_frames(data):
 class Bridge:
     """The bridge's end of one link."""
 
-    def __init__(self, keepalive=0, checksums=("SHA256:a",), key=None):
+    def __init__(self, keepalive=0, checksums=("SHA256:a",), key=None, legacy_clients=False):
         self.clock = task.Clock()
         self.key = key or ed25519.Ed25519PrivateKey.generate()
         self.checksums = checksums if isinstance(checksums, dict) else list(checksums)
@@ -79,7 +79,7 @@ class Bridge:
             self.clock, parse_url("test", "ws://127.0.0.1:12149"), daemon, self.key,
             "SHA256:me",
             lambda: dict(self.checksums) if isinstance(self.checksums, dict) else list(self.checksums),
-            keepalive, self.backoff,
+            keepalive, self.backoff, legacy_clients=legacy_clients,
         )
         self.factory.setProtocolOptions(closeHandshakeTimeout=0)
         self.transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 12149))
@@ -161,14 +161,30 @@ def test_an_rsa_bridge_key_answers_in_the_original_raw_rsa_form_and_md5_keys_are
 
 
 def test_relayed_requests_are_answered_to_their_sender():
-    """A relayed identify from a listed client is answered as "<client id>\\n<reply>"."""
-    bridge = Bridge()
+    """With legacy_clients, a relayed plaintext identify from a listed client is answered
+    as "<client id>\\n<reply>"."""
+    bridge = Bridge(legacy_clients=True)
     bridge.sign_in()
     bridge.send({"id": "", "namespace": "events", "name": "bridge", "args": {"available_connections": ["c1"]}})
     bridge.send('c1\n{"namespace": "rpc", "name": "identify", "id": 7, "args": {}}')
     [text] = bridge.received()
     client_id, _, payload = text.partition("\n")
     assert client_id == "c1" and json.loads(payload)["id"] == 7
+
+
+def test_by_default_a_relayed_plaintext_request_is_refused_and_its_session_ends():
+    """Without legacy_clients (the default) a plaintext first message is answered 403 and
+    the client has no session left; it was never run."""
+    bridge = Bridge()
+    bridge.sign_in()
+    bridge.send({"id": "", "namespace": "events", "name": "bridge", "args": {"available_connections": ["c1"]}})
+    bridge.send('c1\n{"namespace": "rpc", "name": "identify", "id": 7, "args": {}}')
+    [text] = bridge.received()
+    client_id, _, payload = text.partition("\n")
+    reply = json.loads(payload)
+    assert client_id == "c1" and reply["namespace"] == "error" and reply["id"] is None
+    assert reply["args"]["code"] == 403 and "legacy_clients = no" in reply["args"]["details"]
+    assert bridge.protocol.clients.get("c1") is None
 
 
 def test_keepalive_and_changed_keys_are_sent_on_the_interval():
@@ -235,8 +251,8 @@ def test_backoff_resets_after_a_signed_in_link_and_caps_jitter():
 def test_relayed_clients_are_keyed_on_their_key_and_bound_to_the_link_key():
     """The bridge event's connections map gives each relayed client's key: its failed
     logins count on ``bridge:<nick>:<key>``, and its auth_ssl is bound to the link's key
-    fingerprint and its connection id."""
-    bridge = Bridge()
+    fingerprint and its connection id (a plaintext session: legacy_clients)."""
+    bridge = Bridge(legacy_clients=True)
     bridge.sign_in()
     bridge.send({"id": "", "namespace": "events", "name": "bridge", "args": {
         "available_connections": ["c1"], "connection_id": "me-on-the-bridge",

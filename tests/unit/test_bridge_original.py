@@ -21,9 +21,9 @@ from sysadmd.auth.signatures import find_signer, verify_challenge
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge import original, wire
 from sysadmd.bridge.auth import BridgeKeys
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.bridge.links import accepted_checksums
 from sysadmd.bridge.registry import Registry
-from sysadmd.bridge.relayed import RelayedClients
 from sysadmd.channel.channel import ChannelParts
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
@@ -65,7 +65,7 @@ def qt_md5(key):
 class Link:
     """A daemon (auth, events, rpc) behind one bridge link whose key is ``bridge_key``."""
 
-    def __init__(self, tmp_path, legacy=True):
+    def __init__(self, tmp_path, legacy=True, tunnel_server=None):
         self.clock = task.Clock()
         self.keys = KeysFile(str(tmp_path / "keys"))
         self.hub = EventHub(prepare_text)
@@ -85,7 +85,7 @@ class Link:
             "test", daemon, self.written.append,
             lambda p: PreparedMessage(p, isBinary=False, applyMask=True, doNotCompress=False),
             SERVER_FP, legacy=legacy, keys=self.keys,
-            public_pem=original.bridge_public_pem(self.bridge_key),
+            public_pem=original.bridge_public_pem(self.bridge_key), tunnel_server=tunnel_server,
         )
         self.clients.bridge_event(["qt"], {"qt": "SHA256:" + "Q" * 43})
 
@@ -251,19 +251,32 @@ def test_a_wrong_signature_is_refused_in_base64_and_stage_1_starts_over_plain(tm
     assert reply["name"] == "response"
 
 
-def test_legacy_clients_no_refuses_the_md5_flow_and_keeps_the_bound_one(tmp_path):
-    """With [bridge] legacy_clients = no, stage 1 with md5_key gets a 403 that says why,
-    in plain JSON; the bound stage 1 still works."""
+def test_legacy_clients_no_refuses_the_plaintext_md5_flow_and_ends_the_session(tmp_path):
+    """With [bridge] legacy_clients = no, the original client's first message (stage 1
+    with md5_key, plaintext) is answered 403 like any plaintext relayed message, and its
+    session ends: the original flow never starts."""
     link = Link(tmp_path, legacy=False)
+    link.keys.add("alice", openssh(rsa_key()))
     link.send({"args": {"md5_key": qt_md5(rsa_key())}, "id": "a", "name": "auth_ssl", "namespace": "rpc"})
     [plain] = link.take()
     error = json.loads(plain)
+    assert error["namespace"] == "error" and error["id"] is None and error["args"]["code"] == 403
+    assert "legacy_clients = no" in error["args"]["details"]
+    assert link.clients.get("qt") is None
+
+
+def test_legacy_clients_no_refuses_the_md5_flow_inside_a_tunnel_too(tmp_path):
+    """Inside an encrypted tunnel (where plaintext refusal does not apply) stage 1 with
+    md5_key still gets a 403 that says why: its signature would not be bound."""
+    from tests.unit.test_bridge_tunnel import Client, server
+
+    link = Link(tmp_path, legacy=False, tunnel_server=server())
+    link.keys.add("alice", openssh(rsa_key()))
+    client = Client(link, "qt").open()
+    [error] = client.call({"args": {"md5_key": qt_md5(rsa_key())}, "id": "a", "name": "auth_ssl", "namespace": "rpc"})
     assert error["namespace"] == "error" and error["args"]["code"] == "403"
     assert "legacy_clients" in error["args"]["details"]
     assert not link.clients.get("qt").original
-    link.send({"args": {}, "id": "b", "name": "auth_ssl", "namespace": "rpc"})
-    [plain] = link.take()
-    assert json.loads(plain)["args"]["bind"]["server"] == SERVER_FP
 
 
 def test_a_bound_stage_1_after_the_original_one_requires_a_bound_signature(tmp_path):

@@ -10,21 +10,21 @@ from twisted.internet import task
 from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.relayed import RelayedClients
+from sysadmd.bridge.clients import RelayedClients
 from sysadmd.channel.channel import ChannelParts
-from sysadmd.events import handlers as event_handlers
-from sysadmd.events.hub import EventHub
-from sysadmd.rpc import handlers as rpc_handlers
-from sysadmd.protocol.framing import prepare_text
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
+from sysadmd.events import handlers as event_handlers
+from sysadmd.events.hub import EventHub
+from sysadmd.protocol.framing import prepare_text
+from sysadmd.rpc import handlers as rpc_handlers
 from tests.unit.test_protocol import FakeBackend
 
 
 class Link:
     """A daemon's parts and one bridge link's RelayedClients, writing into a list."""
 
-    def __init__(self, **settings):
+    def __init__(self, legacy=True, tunnel_server=None, **settings):
         settings.setdefault("auth_timeout", 0)
         self.clock = task.Clock()
         self.hub = EventHub(prepare_text)
@@ -39,7 +39,8 @@ class Link:
             parts=ChannelParts(ConnectionSettings(**settings), router, tokens, self.hub, self.clock)
         )
         self.written = []
-        self.clients = RelayedClients("test", self.daemon, self.written.append, self._prepare)
+        self.clients = RelayedClients("test", self.daemon, self.written.append, self._prepare,
+                                      legacy=legacy, tunnel_server=tunnel_server)
 
     @staticmethod
     def _prepare(payload):
@@ -208,3 +209,35 @@ def test_closing_the_link_ends_every_session():
     link.login("c2")
     link.clients.close_all()
     assert len(link.clients) == 0 and link.clients.available == frozenset()
+
+
+def test_a_link_that_drains_a_little_at_a_time_serves_every_client_in_turn():
+    """Each resume of the link starts with the first client the last one did not reach:
+    when one client's frames fill the link again, the others still get their turn
+    (always starting with the same client starved the rest)."""
+    link = Link(legacy=True)
+    ids = ["c1", "c2", "c3"]
+    link.clients.bridge_event(ids)
+    for client_id in ids:
+        link.login(client_id)
+    link.clients.pauseProducing()
+    for client_id in ids:
+        link.request(client_id, "rpc", "identify", request_id=client_id)
+    assert link.take() == []
+    served = []
+
+    def link_full_after(client):
+        # The link takes this client's frame, then is full again.
+        def write(prepared):
+            served.append(client.client_id)
+            link.clients.pauseProducing()
+        return write
+
+    for client_id in ids:
+        client = link.clients.get(client_id)
+        client.outbound._write = link_full_after(client)
+    for n in range(len(ids)):
+        # c1 always has more waiting (a busy subscriber) by the time the link drains.
+        link.request("c1", "rpc", "identify", request_id=f"more-{n}")
+        link.clients.resumeProducing()
+    assert sorted(served) == ids

@@ -21,9 +21,9 @@ from sysadmd.auth.signatures import find_signer
 from sysadmd.auth.tokens import TokenStore
 from sysadmd.bridge.auth import BridgeKeys, BridgeSignIn, KeyHolders
 from sysadmd.bridge.server import BridgeServerFactory, register_calls
-from sysadmd.interfaces import IPasswordBackend
 from sysadmd.channel.router import Router
 from sysadmd.channel.settings import ConnectionSettings
+from sysadmd.interfaces import IPasswordBackend
 from tests.unit.wsfake import Peer
 
 
@@ -332,7 +332,7 @@ def test_interfaces():
     """The bridge's backend and the relay producer provide their interfaces."""
     from types import SimpleNamespace
 
-    from sysadmd.bridge.relayed import RelayedClients
+    from sysadmd.bridge.clients import RelayedClients
 
     verifyObject(IPasswordBackend, KeyHolders())
     verifyObject(IPushProducer, RelayedClients("n", SimpleNamespace(), None, None))

@@ -13,7 +13,8 @@ from sysadmd.auth.bans import BanList
 from sysadmd.auth.handlers import Authenticator
 from sysadmd.auth.policy import LIMITED
 from sysadmd.auth.tokens import TokenStore
-from sysadmd.bridge.relayed import RelayedClient, RelayedClients
+from sysadmd.bridge.clients import RelayedClients
+from sysadmd.bridge.relayed import RelayedClient
 from sysadmd.bridge.server import BridgeServerFactory
 from sysadmd.channel.channel import AUTH_TIMEOUT, IDLE, TOO_SLOW, Channel, ChannelParts
 from sysadmd.channel.outbound import Outbound

@@ -1,12 +1,17 @@
-"""The relay framing and the link through a bridge, against a fake bridge connection."""
+"""The relay framing and the link through a bridge, against a fake bridge connection whose
+servers speak the encrypted tunnel with the protocol objects (``sysadmd.protocol.tunnel``;
+``test_client_tunnel`` drives the daemon's real end)."""
 
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.internet import defer, task
 
 from sysadmd.client.bridge import BridgeLink, unwrap, wrap
 from sysadmd.client.errors import ClientError, ConnectionClosed
+from sysadmd.protocol import tunnel
+from sysadmd.protocol.keydigests import fingerprint
 
 
 def test_wrap_prefixes_the_destination_line():
@@ -26,6 +31,33 @@ def test_unwrap_splits_relayed_frames_and_leaves_bridge_frames_whole():
     assert unwrap("no newline") == (None, "no newline")
 
 
+class TunnelEnd:
+    """A server's end of the tunnel, proving ``bridge_key``: answers the offer and the
+    hello, then opens what it is sent (``messages``) and seals what it sends."""
+
+    def __init__(self, bridge_key):
+        static = tunnel.new_static_key()
+        self.offer = tunnel.make_offer(bridge_key, static)
+        self._responder = tunnel.Responder(static, tunnel.DEFAULT_REKEY_MESSAGES, 1 << 20)
+        self.tunnel = None
+        self.messages = []
+
+    def received(self, payload):
+        """The payloads answering ``payload`` (from the client)."""
+        if payload == tunnel.OFFER:
+            return [self.offer]
+        if payload.startswith(tunnel.HELLO):
+            welcome, self.tunnel = self._responder.hello(payload)
+            return [welcome]
+        message = self.tunnel.open(payload)
+        if message is not None:
+            self.messages.append(json.loads(message))
+        return []
+
+    def seal(self, frame):
+        return self.tunnel.seal(json.dumps(frame).encode())
+
+
 class FakeBridgeConnection:
     url = "ws://bridge:12149"
 
@@ -33,9 +65,16 @@ class FakeBridgeConnection:
         self.sent = []
         self.receiver = None
         self.closed = defer.Deferred()
+        # The servers behind the bridge that speak the tunnel, by connection id.
+        self.ends = {"srv-1": TunnelEnd(SERVER_KEY), "real": TunnelEnd(SERVER_KEY)}
 
     def send_text(self, text):
         self.sent.append(text)
+        sender, payload = unwrap(text)
+        end = self.ends.get(sender)
+        if end is not None:
+            for answer in end.received(payload):
+                self.receiver(wrap(sender, answer))
 
     def close(self):
         if not self.closed.called:
@@ -46,13 +85,22 @@ class FakeBridgeConnection:
         self.receiver(json.dumps(frame))
 
     def from_peer(self, sender, frame):
-        self.receiver(wrap(sender, json.dumps(frame)))
+        """``frame`` from ``sender``: sealed when it is a server with a tunnel open."""
+        end = self.ends.get(sender)
+        payloads = end.seal(frame) if end is not None and end.tunnel is not None else [json.dumps(frame)]
+        for payload in payloads:
+            self.receiver(wrap(sender, payload))
 
     def last(self):
         return unwrap(self.sent[-1])
 
+    def last_message(self, server="srv-1"):
+        """``(to, the frame)`` of the last message sent, opened by the server's end."""
+        return unwrap(self.sent[-1])[0], self.ends[server].messages[-1]
 
-SERVER = "SHA256:" + "s" * 43
+
+SERVER_KEY = ed25519.Ed25519PrivateKey.generate()
+SERVER = fingerprint(SERVER_KEY.public_key())
 OTHER = "SHA256:" + "o" * 43
 # Who each connection id is, as the bridge says (from the keys they proved to it).
 WHO = {
@@ -89,7 +137,9 @@ def test_the_bridge_identify_request_is_answered_as_a_client():
                                    "id": "sysadm_bridge_request_ident", "args": {"type": "client"}}
 
 
-def test_the_link_is_ready_once_signed_in_and_the_server_is_offered():
+def test_the_link_is_ready_once_signed_in_and_the_tunnel_to_the_server_is_open():
+    """The offer is asked for, checked, the handshake made; auth_ssl is then bound to the
+    pinned key and the tunnel's handshake."""
     clock, connection, link, signed_in, started = make_link()
     connection.from_bridge(bridge_event(["other"]))
     signed_in.callback(["token", 900])
@@ -97,26 +147,29 @@ def test_the_link_is_ready_once_signed_in_and_the_server_is_offered():
     connection.from_bridge(bridge_event(["other", "srv-1"]))
     assert started == [link] and not clock.getDelayedCalls()
     assert link.server_id == "srv-1" and link.connection_id == "me"
+    assert [unwrap(text)[1].split(" ")[0] for text in connection.sent] == ["noise:offer", "noise:hello"]
+    assert link.tunnel.handshake_hash == connection.ends["srv-1"].tunnel.handshake_hash
     binding = link.session.challenge_binding
-    assert (binding.server_fingerprint, binding.connection_id) == (SERVER, "me")
+    assert (binding.server_fingerprint, binding.handshake_hash) == (SERVER, link.tunnel.handshake_hash)
     assert link.bridge_session.challenge_binding is None  # the bridge's own sign-in is direct
 
 
-def test_server_frames_are_wrapped_and_replies_unwrapped_to_the_server_session():
+def test_server_frames_are_sealed_and_replies_opened_to_the_server_session():
     _, connection, link, signed_in, _ = make_link()
     signed_in.callback(None)
     connection.from_bridge(bridge_event(["srv-1"]))
     got = []
     link.session.call("rpc", "identify").addBoth(got.append)
-    sender, payload = connection.last()
-    request = json.loads(payload)
+    sender, request = connection.last_message()
     assert sender == "srv-1" and request["name"] == "identify"
+    assert "identify" not in connection.sent[-1]
     # a frame relayed from another connection with the same id must not answer it
     connection.from_peer("intruder", {"namespace": "rpc", "name": "response", "id": request["id"], "args": "no"})
     assert got == []
     connection.from_peer("srv-1", {"namespace": "rpc", "name": "response", "id": request["id"],
                                    "args": {"type": "server"}})
     assert got == [{"type": "server"}]
+    assert link.broken is None
     events = []
     link.session.on_event = events.append
     connection.from_peer("srv-1", {"namespace": "events", "name": "dispatcher", "id": "none", "args": {}})
@@ -155,7 +208,8 @@ def test_a_server_is_chosen_by_its_key_never_by_its_host_name():
     connection.from_bridge(bridge_event(["fake-1", "fake-2", "real"], who))
     assert started == [link] and link.server_id == "real"
     link.session.call("rpc", "auth", {})
-    assert unwrap(connection.sent[-1])[0] == "real"
+    assert connection.last_message("real")[1]["name"] == "auth"
+    assert {unwrap(text)[0] for text in connection.sent} == {"real"}
 
 
 def test_a_bridge_that_does_not_say_who_is_who_is_a_clear_error():
@@ -166,6 +220,33 @@ def test_a_bridge_that_does_not_say_who_is_who_is_a_clear_error():
                             "args": {"available_connections": ["srv-1"]}})
     clock.advance(5)
     assert "too old for --server SHA256:" in str(started[0].value)
+
+
+def test_a_server_that_does_not_open_the_tunnel_in_time_is_a_clear_error():
+    """Offered, but no answer to the offer: the wait ends with a line saying so, and a
+    late answer changes nothing."""
+    clock, connection, link, signed_in, started = make_link(server_wait=5)
+    end = connection.ends.pop("srv-1")
+    signed_in.callback(None)
+    connection.from_bridge(bridge_event(["srv-1"]))
+    assert [unwrap(text)[1] for text in connection.sent] == ["noise:offer"]
+    clock.advance(5)
+    assert str(started[0].value) == (
+        f"the server {SERVER} did not open the encrypted tunnel within 5 s (through the bridge {connection.url})"
+    )
+    connection.receiver(wrap("srv-1", end.offer))
+    assert len(connection.sent) == 1 and link.tunnel is None
+
+
+def test_the_server_leaving_during_the_handshake_fails_the_start():
+    clock, connection, link, signed_in, started = make_link()
+    connection.ends.pop("srv-1")
+    signed_in.callback(None)
+    connection.from_bridge(bridge_event(["srv-1"]))
+    connection.from_bridge(bridge_event([]))
+    assert isinstance(started[0].value, ConnectionClosed)
+    assert str(started[0].value) == f"the bridge no longer offers server {SERVER}"
+    assert not clock.getDelayedCalls() and connection.closed.called
 
 
 def test_refused_bridge_sign_in_fails_the_start():

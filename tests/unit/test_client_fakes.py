@@ -67,9 +67,11 @@ class FakePeer:
 
 
 class FakeLink:
-    """A link (``session``, ``closed``, ``close()``, ``url``) to a :class:`FakePeer`."""
+    """A link (``session``, ``closed``, ``close()``, ``url``, ``broken``) to a
+    :class:`FakePeer`."""
 
     url = "ws://fake:12150"
+    broken = None
 
     def __init__(self, peer):
         self.peer = peer
