@@ -23,7 +23,7 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from loadclient import USER, LoadGroup, RelayClient
-from servers import BIN, PLUGINS, add_key, start_bridge, start_sysadmd
+from servers import BIN, PLUGINS, add_key, start_bridge, start_sysadmd, wait_for_log
 
 sys.path.insert(0, os.path.join(PLUGINS, "sysadmd", "plugins"))
 from bench_source import write_control
@@ -91,17 +91,6 @@ class Relay:
         for server in (self.daemon, self.bridge):
             if server is not None:
                 server.stop()
-
-
-def wait_for_log(server, text, timeout):
-    """Wait until the server's log says ``text``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(server.log_path) as f:
-            if text in f.read():
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{server.kind} did not log {text!r} within {timeout} s")
 
 
 def measure_window(relay, client, warmup, window, latency):

@@ -36,6 +36,7 @@ from servers import (
     reset_peak_rss,
     start_server,
     start_sysadmd,
+    wait_for_log,
 )
 from table import CHECK_PROCESSES, LATENCY_RATES, SERVERS, best, print_table, summarize
 
@@ -147,17 +148,6 @@ def client_check(ws, cfg):
             log("  " + "; ".join(f"{r}/s p99 {result[f'rate{r}']['latency']['p99_ms']} ms" for r in LATENCY_RATES))
             runs.append(result)
     return runs
-
-
-def wait_for_log(server, text, timeout):
-    """Wait until the server's log says ``text``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(server.log_path) as f:
-            if text in f.read():
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{server.kind} did not log {text!r} within {timeout} s")
 
 
 def resume(ws, cfg):

@@ -237,3 +237,14 @@ def start_baseline(ws, kind):
 def start_server(ws, kind, **kwargs):
     """sysadmd (with ``kwargs``) or a baseline."""
     return start_sysadmd(ws, **kwargs) if kind == "sysadmd" else start_baseline(ws, kind)
+
+
+def wait_for_log(server, text, timeout):
+    """Wait until the server's log says ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(server.log_path) as f:
+            if text in f.read():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.kind} did not log {text!r} within {timeout} s")

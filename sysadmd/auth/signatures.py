@@ -10,14 +10,9 @@ clients send: the raw test string "encrypted" with the private key (OpenSSL's
 import hmac
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-_CURVE_HASHES = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
+from sysadmd.protocol.keysign import sign, verify
 
 
 def verify_challenge(public_key, test_string, signature):
@@ -27,31 +22,22 @@ def verify_challenge(public_key, test_string, signature):
         return False
     try:
         data = test_string.encode("utf-8")
-        signature = bytes(signature)
-        if isinstance(public_key, ed25519.Ed25519PublicKey):
-            public_key.verify(signature, data)
-            return True
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            hash_class = _CURVE_HASHES.get(public_key.curve.name)
-            if hash_class is None:
-                return False
-            public_key.verify(signature, data, ec.ECDSA(hash_class()))
-            return True
-        if isinstance(public_key, rsa.RSAPublicKey):
-            return _verify_rsa(public_key, data, signature)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+    except UnicodeEncodeError:  # a lone surrogate: no key signed that
         return False
+    signature = bytes(signature)
+    if verify(public_key, data, signature):
+        return True
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return _original_rsa(public_key, data, signature)
     return False
 
 
-def _verify_rsa(public_key, data, signature):
-    try:
-        public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        return True
-    except InvalidSignature:
-        pass
+def _original_rsa(public_key, data, signature):
     # The original clients' RSA_private_encrypt: the padded block holds the raw string.
-    recovered = public_key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+    try:
+        recovered = public_key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
     return hmac.compare_digest(recovered, data)
 
 
@@ -66,16 +52,6 @@ def find_signer(keys, test_string, signature):
 
 def sign_challenge(private_key, test_string):
     """Sign ``test_string`` (str) with ``private_key`` in the form :func:`verify_challenge`
-    checks first: Ed25519, ECDSA with the curve's hash, or RSA PKCS#1 v1.5 with SHA-256.
-    Returns the signature bytes (``rpc/auth_ssl`` sends their base64)."""
-    data = test_string.encode("utf-8")
-    if isinstance(private_key, ed25519.Ed25519PrivateKey):
-        return private_key.sign(data)
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        hash_class = _CURVE_HASHES.get(private_key.curve.name)
-        if hash_class is None:
-            raise ValueError(f"unsupported ECDSA curve {private_key.curve.name}")
-        return private_key.sign(data, ec.ECDSA(hash_class()))
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    raise ValueError("unsupported key type (use Ed25519, ECDSA or RSA)")
+    checks first (:func:`sysadmd.protocol.keysign.sign`). Returns the signature bytes
+    (``rpc/auth_ssl`` sends their base64); ValueError for a key of another kind."""
+    return sign(private_key, test_string.encode("utf-8"))

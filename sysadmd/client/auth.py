@@ -22,21 +22,17 @@ import os
 import sys
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from sysadmd.client.errors import ClientError, ErrorReply
+from sysadmd.protocol.keysign import CURVE_HASHES, sign
 
 PASSWORD_ENV = "SYSADM_PASSWORD"
 PASSPHRASE_ENV = "SYSADM_KEY_PASSPHRASE"
 
-_CURVE_HASHES = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
 
 log = Logger()
 
@@ -87,7 +83,7 @@ def check_key(key, path="the key"):
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.name in _CURVE_HASHES:
+        if key.curve.name in CURVE_HASHES:
             return
         raise ClientError(f"--key: {path}: the ECDSA curve {key.curve.name} is not accepted (P-256, P-384, P-521)")
     if isinstance(key, rsa.RSAPrivateKey):
@@ -98,15 +94,10 @@ def check_key(key, path="the key"):
 def sign_challenge(key, test_string):
     """``encrypted_string`` for ``rpc/auth_ssl``: the base64 signature of the UTF-8 test
     string, in the form the daemon checks for this kind of key."""
-    data = test_string.encode("utf-8")
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(data)
-    elif isinstance(key, ec.EllipticCurvePrivateKey):
-        signature = key.sign(data, ec.ECDSA(_CURVE_HASHES[key.curve.name]()))
-    elif isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        raise ClientError("--key: only Ed25519, ECDSA and RSA keys are accepted")
+    try:
+        signature = sign(key, test_string.encode("utf-8"))
+    except ValueError:
+        raise ClientError("--key: only Ed25519, ECDSA and RSA keys are accepted") from None
     return base64.b64encode(signature).decode("ascii")
 
 

@@ -310,22 +310,9 @@ def _attach_outputs(conn, jobs, log_cap):
             job.logs[row[1]] = CommandLog(max(log_cap, len(row[3].encode("utf-8"))), row[3], row[4])
 
 
-def find(conn, job_id):
-    """The newest job named ``job_id`` with its return codes (no logs), or None."""
-    row = conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    job = _job(row)
-    _attach_outputs(conn, [job], None)
-    return job
-
-
-def details(conn, job_id, log_cap, file_logs=None):
-    """One job with its logs (each capped at ``log_cap``), or None. ``file_logs(seq,
-    commands, cap)`` reads them from the job's output file, when it has one (the database
-    then holds only their tails, as events show them)."""
+def find(conn, job_id, log_cap=None):
+    """The newest job named ``job_id`` with its return codes (and its logs from the
+    database, each capped at ``log_cap``, unless that is None), or None."""
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1", (job_id,)
     ).fetchone()
@@ -333,6 +320,16 @@ def details(conn, job_id, log_cap, file_logs=None):
         return None
     job = _job(row)
     _attach_outputs(conn, [job], log_cap)
+    return job
+
+
+def details(conn, job_id, log_cap, file_logs=None):
+    """One job with its logs (each capped at ``log_cap``), or None. ``file_logs(seq,
+    commands, cap)`` reads them from the job's output file, when it has one (the database
+    then holds only their tails, as events show them)."""
+    job = find(conn, job_id, log_cap)
+    if job is None:
+        return None
     logs = logs_from(file_logs, job, log_cap)
     if logs is not None:
         job.logs = logs

@@ -1,9 +1,9 @@
 """Signing bytes with the key kinds sysadmd accepts, one way per kind.
 
 Ed25519 signs the bytes; ECDSA (P-256/384/521) signs them, DER, with the hash that fits
-the curve; RSA with PKCS#1 v1.5 and SHA-256. The same rules as ``rpc/auth_ssl``
-(``sysadmd.auth.signatures``), without the original clients' raw-RSA form: this is for
-new protocol, where nothing old must be accepted.
+the curve; RSA with PKCS#1 v1.5 and SHA-256. ``rpc/auth_ssl`` (``sysadmd.auth.signatures``
+and the client) uses these and accepts, besides, the original clients' raw-RSA form; the
+tunnel's offer (``sysadmd.protocol.tunnel``) accepts nothing else.
 """
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm

@@ -240,6 +240,13 @@ def assert_daemon_warned(net, client_id, reason=UNDECRYPTABLE):
     net.victim.wait_for_log(WARNING.format(id=re.escape(client_id), reason=re.escape(reason)))
 
 
+def assert_detected_on_both_ends(net, c, ended):
+    """The client got the daemon's noise:error for a frame that did not open, and the
+    daemon logged it."""
+    assert ended.value.payload == tunnel.ERROR + UNDECRYPTABLE
+    assert_daemon_warned(net, c.id)
+
+
 def wait_until(predicate, what, timeout=10):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -282,8 +289,7 @@ def test_a_flipped_byte_ends_the_session_and_the_job_never_runs(network):
     with pytest.raises(Ended) as ended:
         c.call("rpc", "dispatcher", run_args(job_id, path))
     assert flip.done.is_set()
-    assert ended.value.payload == tunnel.ERROR + UNDECRYPTABLE
-    assert_daemon_warned(network, c.id)
+    assert_detected_on_both_ends(network, c, ended)
     assert_never_ran(network, job_id, path)
 
 
@@ -302,8 +308,7 @@ def test_a_replayed_run_request_does_not_run_the_job_again(network):
     with pytest.raises(Ended) as ended:
         c.call("rpc", "identify")
     assert replay.done.is_set()
-    assert ended.value.payload == tunnel.ERROR + UNDECRYPTABLE
-    assert_daemon_warned(network, c.id)
+    assert_detected_on_both_ends(network, c, ended)
     with pytest.raises(Ended) as after:  # the identify: its session is gone
         c.receive()
     assert after.value.payload.startswith(tunnel.ERROR), after.value.payload
@@ -323,8 +328,7 @@ def test_a_dropped_frame_ends_the_session_at_the_next_and_the_job_never_runs(net
     with pytest.raises(Ended) as ended:
         c.call("rpc", "dispatcher", run_args(job_id, path))
     assert drop.done.is_set()
-    assert ended.value.payload == tunnel.ERROR + UNDECRYPTABLE
-    assert_daemon_warned(network, c.id)
+    assert_detected_on_both_ends(network, c, ended)
     assert_never_ran(network, job_id, path)
 
 
@@ -341,8 +345,7 @@ def test_two_clients_frames_swapped_end_both_sessions_and_neither_job_runs(netwo
     for c, request_id in ((a, request_a), (b, request_b)):
         with pytest.raises(Ended) as ended:
             c.reply(request_id)
-        assert ended.value.payload == tunnel.ERROR + UNDECRYPTABLE
-        assert_daemon_warned(network, c.id)
+        assert_detected_on_both_ends(network, c, ended)
     assert swap.done.is_set()
     assert_never_ran(network, job_a, path_a)
     assert_never_ran(network, job_b, path_b)
