@@ -14,9 +14,9 @@ Subjects, ``<host>`` being the machine's fleet name (:func:`check_host`)::
                                     ``{"namespace", "name", "id", "args"}``, the reply the
                                     daemon's answer to it (a response or an error frame)
 
-Event messages carry :data:`HOST`, :data:`SOURCE`, and for numbered events :data:`SEQ`,
-:data:`EPOCH` and ``Nats-Msg-Id`` (:func:`message_id`), so JetStream drops a message
-published twice within its duplicate window.
+Event messages carry :data:`HOST`, :data:`SOURCE`, :data:`EPOCH` and :data:`SEQ`
+(:func:`event_headers`), and numbered events ``Nats-Msg-Id`` (:func:`message_id`), so
+JetStream drops a message published twice within its duplicate window.
 """
 
 import json
@@ -90,13 +90,17 @@ def message_id(host, source, epoch, seq):
     return f"{host}/{source}/{epoch}/{seq}"
 
 
-def event_headers(host, source, seq=None, epoch=None):
-    """The headers of an event message; seq-less events (a state sent after a gap)
-    carry neither number nor message id."""
-    headers = {HOST: host, SOURCE: source}
-    if seq is not None and epoch is not None:
-        headers[SEQ] = str(seq)
-        headers[EPOCH] = str(epoch)
+def event_headers(host, source, epoch, seq, numbered=True):
+    """The headers of an event message.
+
+    Every message says where the machine's publishing stands in that source's numbering
+    after it (:data:`EPOCH`, :data:`SEQ`), which is where its agent resumes after a
+    restart. A numbered event (its frame has ``seq``) is that position itself and also
+    carries a message id; a message without a number (a ``gap``, or the state sent after
+    one) carries the position its source's stream continues from (the gap's ``head``).
+    """
+    headers = {HOST: host, SOURCE: source, EPOCH: str(epoch), SEQ: str(seq)}
+    if numbered:
         headers[MSG_ID] = message_id(host, source, epoch, seq)
     return headers
 
