@@ -55,7 +55,8 @@ class EventPublisher:
         self._window = window
         self._max_queued = max_queued
         self._on_event = on_event
-        self._retry = backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=2.0)
+        # 1, 2, 4 ... 30 s after the first, second, third... failure in a row.
+        self._retry = backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=2.0, jitter=lambda: 0.0)
         self._failures = 0
         self._generation = 0
         self._wanted = False
@@ -115,8 +116,8 @@ class EventPublisher:
 
     def _restart(self, reason):
         """Something broke the order: start again from the acknowledged positions."""
-        self._failures += 1
         delay = self._retry(self._failures)
+        self._failures += 1
         self.log.warn(
             "publishing {host}'s events: {reason}; resuming in {delay:.0f} s",
             host=self._host,
