@@ -48,6 +48,7 @@ class NatsLink:
         self._retry = backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=2.0)
         self._stopping = False
         self._connecting = None
+        self._last_error = None
         self.nc = None
         self.js = None
         self.up = False
@@ -119,7 +120,11 @@ class NatsLink:
             return
 
     async def _error(self, error):
-        self.log.warn("NATS: {reason}", reason=str(error) or type(error).__name__)
+        # nats-py reports every failed reconnection (one a second): say each new reason once.
+        reason = str(error) or type(error).__name__
+        if reason != self._last_error:
+            self._last_error = reason
+            self.log.warn("NATS: {reason}", reason=reason)
 
     async def _disconnected(self):
         if not self._stopping:
@@ -127,6 +132,7 @@ class NatsLink:
         self._tell(False)
 
     async def _reconnected(self):
+        self._last_error = None
         self.log.info("reconnected to NATS {url}", url=str(self.nc.connected_url.netloc))
         self._tell(True)
 
