@@ -162,7 +162,14 @@ class EventPublisher:
         positions = dict(self.positions)
         for source in self._sources:
             if source not in positions:
-                headers = yield self._nats.last_headers(wire.events_subject(self._host, source))
+                subject = wire.events_subject(self._host, source)
+                try:
+                    headers = yield self._nats.last_headers(subject)
+                except Exception as e:
+                    raise RuntimeError(
+                        f"cannot read the last event stored on {subject} in {wire.EVENTS_STREAM} "
+                        f"(does the stream exist? sysadm fleet setup creates it): {str(e) or type(e).__name__}"
+                    ) from None
                 found = wire.event_position(headers)
                 if found is not None:
                     positions[source] = found
