@@ -327,6 +327,7 @@ class FakeSub:
 
 class FakeNats:
     is_connected = True
+    is_closed = False
 
     def __init__(self):
         self.subs, self.published = [], []
@@ -357,7 +358,7 @@ class FakeJetStream:
 
 class FakeConnection:
     def __init__(self, before_first=100):
-        self.nc, self.js, self.on_reconnected = FakeNats(), FakeJetStream(before_first), []
+        self.nc, self.js, self.on_reconnected, self.on_closed = FakeNats(), FakeJetStream(before_first), [], []
 
     async def api(self, awaitable, stream=None):
         return await awaitable
@@ -467,5 +468,14 @@ def test_a_refused_restart_ends_the_feed_with_its_reason():
         feed.restart()
         await settle()
         assert feed.failed.done() and "does not exist" in str(feed.failed.result())
+
+    feed_scenario(steps)
+
+
+def test_a_connection_that_ends_for_good_ends_the_feed():
+    async def steps(connection, feed, seen):
+        for callback in connection.on_closed:
+            callback()
+        assert feed.failed.done() and str(feed.failed.result()) == "lost the connection to NATS"
 
     feed_scenario(steps)

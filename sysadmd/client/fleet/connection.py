@@ -93,20 +93,23 @@ def api_failure(error, stream=None):
 
 class FleetConnection:
     """A nats-py connection with the error handling above. ``on_reconnected`` holds
-    callables run after each reconnect; ``note(text)`` hears about disconnects."""
+    callables run after each reconnect, ``on_closed`` those run when it ends for good;
+    ``note(text)`` hears about disconnects."""
 
     def __init__(self, settings, note=None):
         self.settings = settings
         self.nc = None
         self.js = None
         self.on_reconnected = []
+        self.on_closed = []
         self._note = note
         self._last_error = None
         self._waiters = []
 
     async def connect(self, keep_trying=False):
         """Connect (trying each server twice); ClientError naming why it failed.
-        ``keep_trying`` reconnects forever afterwards (``watch``)."""
+        ``keep_trying`` reconnects forever afterwards (``watch``, ``run``: they resume
+        their consumers after the last message they saw)."""
         nc = nats.NATS()
         settings = self.settings
         try:
@@ -116,6 +119,7 @@ class FleetConnection:
                 # Fail fast at first: a command should not wait a minute for a wrong URL.
                 max_reconnect_attempts=1, reconnect_time_wait=0.5,
                 error_cb=self._error, disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
+                closed_cb=self._closed,
             )
         except Exception as e:
             raise ClientError(
@@ -155,6 +159,10 @@ class FleetConnection:
             url = self.nc.connected_url
             self._note(f"reconnected to NATS at {url.geturl() if url else '?'}")
         for callback in list(self.on_reconnected):
+            callback()
+
+    async def _closed(self):
+        for callback in list(self.on_closed):
             callback()
 
     async def guarded(self, awaitable, prefixes):

@@ -93,6 +93,7 @@ class OrderedFeed:
         its heartbeats."""
         await self._create(self._start)
         self._conn.on_reconnected.append(self.restart)
+        self._conn.on_closed.append(self.lost)
         self._watchdog = asyncio.ensure_future(self._watch_heartbeats())
 
     async def close(self):
@@ -100,11 +101,18 @@ class OrderedFeed:
         self._closed = True
         if self.restart in self._conn.on_reconnected:
             self._conn.on_reconnected.remove(self.restart)
+        if self.lost in self._conn.on_closed:
+            self._conn.on_closed.remove(self.lost)
         for task in [self._watchdog, *self._tasks]:
             if task is not None:
                 task.cancel()
         await self._drop(self._sub, self._consumer)
         self._sub = self._consumer = None
+
+    def lost(self):
+        """The connection ended for good (nats-py gave up reconnecting)."""
+        if not self._closed:
+            self._fail(ClientError("lost the connection to NATS"))
 
     def restart(self):
         """Re-create the consumer after the last message handed on (soon, in a task)."""
@@ -175,6 +183,12 @@ class OrderedFeed:
                 except ClientError as e:
                     self._fail(e)  # NATS answered no: trying again will not help
                     return
+                except Exception:
+                    if self._conn.nc.is_closed:
+                        return  # the connection's end fails the feed (lost)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_CAP)
+                    continue
                 self._active = True
                 if not self._reset_again:
                     return

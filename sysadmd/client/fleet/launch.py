@@ -72,10 +72,11 @@ async def execute(config, options, out):
 
     handlers = {"setup": commands.setup, "hosts": commands.hosts, "state": commands.state,
                 "watch": commands.watch, "run": run.run}
-    watching = options.fleet_command == "watch"
-    connection = FleetConnection(config, note=out.error if watching else None)
+    # Both follow events for long: they ride out a NATS restart, and say so.
+    lasting = options.fleet_command in ("watch", "run")
+    connection = FleetConnection(config, note=out.error if lasting else None)
     try:
-        await connection.connect(keep_trying=watching)
+        await connection.connect(keep_trying=lasting)
         return await handlers[options.fleet_command](connection, options, out)
     except StdoutClosed:
         return 0
