@@ -11,22 +11,30 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 
 import nats
 
-from tests.integration.harness import ADMIN, BASE_CONFIG, Daemon
-from tests.natsserver import NatsServer, fleet_config
+from tests.integration.harness import ADMIN, BASE_CONFIG, BIN, Daemon
+from tests.natsserver import TEMPLATE, NatsServer, fleet_config
 
+SYSADM = os.path.join(BIN, "sysadm")
 PEOPLE = {"fleet-admin": "fleet-admin-pw", "ops": "ops-pw", "only-m1": "only-m1-pw"}
-# A person who may send requests to m1 only (and read nothing).
-ONLY_M1 = """{user: only-m1, password: only-m1-pw, permissions: {
-    publish: {allow: ["sysadm.m1.rpc"]}
-    subscribe: {allow: ["_INBOX.>"]}
-}}"""
+
+
+def only_m1_entry():
+    """A person like the template's ``ops`` (reads every machine) whose requests may go
+    to m1 only: the same entry with ``sysadm.m1.rpc`` for ``sysadm.*.rpc``."""
+    with open(TEMPLATE, encoding="utf-8") as f:
+        ops = OPS_ENTRY.search(f.read()).group(0)
+    entry = ops.replace("user: ops, password: $FLEET_OPS_PASSWORD", f"user: only-m1, password: {PEOPLE['only-m1']}")
+    assert '"sysadm.*.rpc"' in entry and "only-m1" in entry, entry
+    return entry.replace('"sysadm.*.rpc"', '"sysadm.m1.rpc"')
+
+
 # [fleet] users of every agent: ops is alice with full access, only-m1 is bob (limited).
 USERS = "ops=alice:full only-m1=bob:limited"
 ENTRY = re.compile(r"^\{user: .*?^\}\}$", re.M | re.S)
+OPS_ENTRY = re.compile(r"\{user: ops,.*?\n\s*\}\}", re.S)
 
 AGENT_CONFIG = """\
 [fleet]
@@ -104,7 +112,7 @@ class Fleet:
     def __init__(self, root, names=("m1", "m2")):
         self.root = root
         self.machines = {name: Machine(root, name) for name in names}
-        config = fleet_config([m.nats_entry for m in self.machines.values()], ONLY_M1)
+        config = fleet_config([m.nats_entry for m in self.machines.values()], only_m1_entry())
         self.nats = NatsServer(config, root / "nats", env=_people_env())
         self.url = None
 
@@ -128,7 +136,7 @@ class Fleet:
     def sysadm(self, *args, user="ops", timeout=60):
         """``sysadm fleet ARGS`` as ``user``; the finished process."""
         return subprocess.run(
-            [sys.executable, "-m", "sysadmd.client.cli", "fleet", "--nats", self.url, "--nats-user", user, *args],
+            [SYSADM, "fleet", "--nats", self.url, "--nats-user", user, *args],
             capture_output=True, text=True, timeout=timeout,
             env=dict(os.environ, SYSADM_NATS_PASSWORD=PEOPLE[user]),
         )
@@ -136,7 +144,7 @@ class Fleet:
     def start_watch(self, *args, user="ops"):
         """``sysadm fleet watch --json ARGS`` running in the background."""
         return subprocess.Popen(
-            [sys.executable, "-m", "sysadmd.client.cli", "fleet", "--nats", self.url, "--nats-user", user,
+            [SYSADM, "fleet", "--nats", self.url, "--nats-user", user,
              "watch", "--json", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, SYSADM_NATS_PASSWORD=PEOPLE[user]),
