@@ -84,8 +84,9 @@ class Machine:
         config = self.daemon.config_path.read_text()
         self.daemon.config_path.write_text(config.replace("tcp:0:", f"tcp:{port}:"))
 
-    def start_agent(self, nats_url):
-        """Start the agent; it waits until it publishes."""
+    def start_agent(self, nats_url, twistd_args=()):
+        """Start the agent (``twistd_args`` e.g. ``--reactor asyncio``); returns once it
+        publishes."""
         agent_root = self.root / "agent"
         agent_root.mkdir(exist_ok=True)
         config = AGENT_CONFIG.format(
@@ -97,6 +98,7 @@ class Machine:
             users=USERS,
         )
         self.agent = FleetAgent(agent_root, config.replace("{", "{{").replace("}", "}}"))
+        self.agent.twistd_args = tuple(twistd_args)
         return self.agent.start()
 
     def stop(self):
@@ -123,8 +125,10 @@ class Fleet:
         self.url = self.nats.start()
         setup = self.sysadm("setup", user="fleet-admin")
         assert setup.returncode == 0, setup.stderr
-        for machine in self.machines.values():
-            machine.start_agent(self.url)
+        for number, machine in enumerate(self.machines.values()):
+            # The first as the README says; the others without --reactor (the agent
+            # installs the asyncio reactor itself).
+            machine.start_agent(self.url, ("--reactor", "asyncio") if number == 0 else ())
         return self
 
     def stop(self):

@@ -11,6 +11,7 @@ agent, a real ``nats-server -js`` on loopback, and the ``sysadm fleet`` commands
 """
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -173,3 +174,21 @@ def test_clients_without_permission_or_mapping_are_refused(fleet):
     assert listed["name"] == "response" and "jobs" in listed["args"]
     assert "sneaky" not in json.dumps(fleet.request("m1", json.dumps(
         {"namespace": "rpc", "name": "dispatcher", "id": "h", "args": {"action": "list"}}).encode())["data"].decode())
+
+
+def test_the_agent_refuses_another_reactor_and_names_a_bad_credentials_file(tmp_path):
+    from tests.integration.harness import TWISTD
+
+    config = tmp_path / "sysadm-fleet.ini"
+    config.write_text(f"[fleet]\nhost = m9\ncredentials = {tmp_path}/missing\nkey = {tmp_path}/nokey\n")
+    wrong = subprocess.run([TWISTD, "-n", "--pidfile=", "--reactor", "poll", "sysadm-fleet", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert wrong.returncode == 1
+    assert "sysadm-fleet needs Twisted's asyncio reactor" in wrong.stderr, wrong.stderr
+    bad = subprocess.run([TWISTD, "-n", "--pidfile=", "sysadm-fleet", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 1
+    lines = bad.stderr.splitlines()
+    assert f"sysadm-fleet: {config}: [fleet] credentials: cannot read {tmp_path}/missing: No such file or directory" in lines
+    assert any(line.startswith(f"sysadm-fleet: {config}: [fleet] key: ") for line in lines), bad.stderr
+    assert "Traceback" not in bad.stderr + bad.stdout
