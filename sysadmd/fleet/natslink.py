@@ -130,6 +130,17 @@ class NatsLink:
         if not self._stopping:
             self.log.warn("disconnected from NATS; reconnecting")
         self._tell(False)
+        self._drop_unsent()
+
+    def _drop_unsent(self):
+        # nats-py keeps what it had not written yet and sends it once reconnected: behind
+        # whatever the lost connection did not deliver, so the stream would get a hole.
+        # The publisher sends those events again, in order, from what the stream holds.
+        # (nats-py has no option for this; these are its buffer's two fields.)
+        nc = self.nc
+        if nc is not None and getattr(nc, "_pending", None):
+            nc._pending = []
+            nc._pending_data_size = 0
 
     async def _reconnected(self):
         self._last_error = None

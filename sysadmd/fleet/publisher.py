@@ -3,16 +3,19 @@
 A *cycle* is one subscription of the agent's own daemon session to the configured
 sources, resumed after the last event the stream holds for each (``since`` and
 ``epoch``, the daemon's own resume: see README "Resuming after a reconnect"). Where that
-is comes from the acknowledged events of this process (:attr:`EventPublisher.positions`,
-the contiguous prefix JetStream acknowledged), or, for a source this process has not
-published yet, from the headers of the last message stored on its subject (a direct get).
+is comes from the headers of the last message stored on each source's subject (a direct
+get), read again at the start of every cycle: what JetStream stored is the truth, also
+when acknowledgements were lost or the server lost its newest messages.
 
-Events are published in the order they came, at most ``window`` awaiting their
-acknowledgement. Anything that breaks the order ends the cycle: a publish that fails or
-is not acknowledged in time, NATS going down, the daemon connection closing, the daemon
-dropping events this agent read too slowly (an ``overflow`` gap). The next cycle starts
-over from the acknowledged positions, so an event is never skipped; one published again
-has the same ``Nats-Msg-Id`` and JetStream drops the copy (within its duplicate window).
+Events are published in the order they came, on one connection, at most ``window``
+awaiting their acknowledgement, so what the stream holds of them is always a prefix
+(:class:`~sysadmd.fleet.natslink.NatsLink` drops what nats-py would send after a
+reconnection, behind what the old connection lost). Anything that breaks the order ends
+the cycle: a publish that fails or is not acknowledged in time, NATS going down, the
+daemon connection closing, the daemon dropping events this agent read too slowly (an
+``overflow`` gap). The next cycle starts over from what the stream holds, so an event is
+neither skipped nor stored twice; one published again anyway (a copy already on its way)
+has the same ``Nats-Msg-Id``, which JetStream drops within its duplicate window.
 
 What cannot be had any more (the daemon's log no longer holds it, or was reset) arrives
 as the daemon's ``gap`` frame, which is published like an event, followed by the state
@@ -63,7 +66,8 @@ class EventPublisher:
         self._retry_call = None
         self._link = None
         self._reset_cycle_state()
-        #: source -> (epoch, seq) up to which JetStream acknowledged everything.
+        #: source -> (epoch, seq) up to which JetStream acknowledged everything (what this
+        #: process knows; resuming reads the stream itself).
         self.positions = {}
         self.published = 0
 
@@ -159,20 +163,19 @@ class EventPublisher:
 
     @defer.inlineCallbacks
     def _resume_positions(self):
-        positions = dict(self.positions)
+        positions = {}
         for source in self._sources:
-            if source not in positions:
-                subject = wire.events_subject(self._host, source)
-                try:
-                    headers = yield self._nats.last_headers(subject)
-                except Exception as e:
-                    raise RuntimeError(
-                        f"cannot read the last event stored on {subject} in {wire.EVENTS_STREAM} "
-                        f"(does the stream exist? sysadm fleet setup creates it): {str(e) or type(e).__name__}"
-                    ) from None
-                found = wire.event_position(headers)
-                if found is not None:
-                    positions[source] = found
+            subject = wire.events_subject(self._host, source)
+            try:
+                headers = yield self._nats.last_headers(subject)
+            except Exception as e:
+                raise RuntimeError(
+                    f"cannot read the last event stored on {subject} in {wire.EVENTS_STREAM} "
+                    f"(does the stream exist? sysadm fleet setup creates it): {str(e) or type(e).__name__}"
+                ) from None
+            found = wire.event_position(headers)
+            if found is not None:
+                positions[source] = found
         return positions
 
     @staticmethod
