@@ -192,3 +192,37 @@ def test_the_agent_refuses_another_reactor_and_names_a_bad_credentials_file(tmp_
     assert f"sysadm-fleet: {config}: [fleet] credentials: cannot read {tmp_path}/missing: No such file or directory" in lines
     assert any(line.startswith(f"sysadm-fleet: {config}: [fleet] key: ") for line in lines), bad.stderr
     assert "Traceback" not in bad.stderr + bad.stdout
+
+
+def test_nats_server_killed_while_events_flow_loses_and_repeats_nothing(fleet):
+    """kill -9 of nats-server while a machine's events are being published (some sent,
+    some acknowledged, some not): after it restarts, the stream holds each event once,
+    in the daemon's order."""
+    import signal
+    import threading
+
+    m1 = fleet.machines["m1"]
+    done = threading.Event()
+    jobs = [f"flow-{n:02d}" for n in range(24)]
+
+    def run_jobs():
+        try:
+            for job in jobs:
+                run_job(m1, job, "true")
+        finally:
+            done.set()
+
+    runner = threading.Thread(target=run_jobs, daemon=True)
+    runner.start()
+    wait_for(lambda: len(finished_jobs(dispatcher_events(fleet, "m1"))) >= 4, what="the first jobs in the stream")
+    fleet.nats.process.send_signal(signal.SIGKILL)
+    fleet.nats.stop()
+    time.sleep(1.5)
+    fleet.nats.start()
+    assert done.wait(120), "the jobs did not all run"
+    wait_for(lambda: set(jobs) <= finished_jobs(dispatcher_events(fleet, "m1")), timeout=60,
+             what="every job's events in the stream")
+    events = dispatcher_events(fleet, "m1")
+    seqs = [seq for seq, _, _ in events]
+    assert seqs == list(range(1, len(seqs) + 1)), f"each event once, in order: {seqs}"
+    assert [job for _, state, job in events if state == "finished"] == jobs
