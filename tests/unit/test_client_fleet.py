@@ -29,6 +29,7 @@ from sysadmd.client.fleet.connection import (
     StreamMissing,
     api_failure,
     describe_connect_error,
+    matching,
     violation_of,
 )
 from sysadmd.client.fleet.feed import OrderedFeed, consumer_config
@@ -278,6 +279,15 @@ def test_permission_violations_are_recognised():
     assert violation_of(Exception("nats: permissions violation for subscription to \"_INBOX.>\"")) == (
         "subscription", "_INBOX.>")
     assert violation_of(Exception("nats: timeout")) is None
+
+
+def test_violations_are_matched_whatever_case_nats_py_left_them_in():
+    # nats-py lowercases the server's error line, subject included.
+    assert matching("sysadm.nas2.rpc", ("sysadm.NAS2.rpc", "_INBOX.")) == "sysadm.NAS2.rpc"
+    assert matching("$js.api.stream.info.sysadm_events", ("$JS.", "_INBOX.")) == "$JS.API.STREAM.INFO.SYSADM_EVENTS"
+    assert matching("$js.api.direct.get.sysadm_events.sysadm.nas1.events.x", ("$JS.",)) == (
+        "$JS.API.DIRECT.GET.SYSADM_EVENTS.sysadm.nas1.events.x")
+    assert matching("sysadm.nas1.rpc", ("sysadm.nas2.rpc", "$JS.")) is None
 
 
 def test_connect_and_api_failures_are_described():

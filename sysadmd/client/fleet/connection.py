@@ -42,9 +42,26 @@ class NoAnswer(ClientError):
 
 
 def violation_of(error):
-    """``(kind, subject)`` of a nats-py permissions-violation error, else None."""
+    """``(kind, subject)`` of a nats-py permissions-violation error, else None. nats-py
+    lowercases the server's whole error line, the subject too: see :func:`matching`."""
     match = _VIOLATION.search(str(error))
     return (match.group(1).lower(), match.group(2)) if match else None
+
+
+def matching(subject, prefixes):
+    """The subject, in its real case, of a lowercased violation ``subject`` that starts
+    with one of ``prefixes``; None when none matches. A whole subject among the prefixes
+    gives its own spelling; JetStream's API subjects are upper case up to the stream
+    name (ours are upper case too)."""
+    for prefix in prefixes:
+        if subject == prefix.lower():
+            return prefix
+        if subject.startswith(prefix.lower()):
+            if subject.startswith("$js."):
+                tokens = subject.split(".")
+                return ".".join(tokens[:5]).upper() + "".join("." + token for token in tokens[5:])
+            return subject
+    return None
 
 
 def refused_text(kind, subject):
@@ -68,6 +85,12 @@ def describe_connect_error(error):
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return text.removeprefix("nats: ").strip("'") or type(error).__name__
+
+
+def _hopeless(error):
+    """Whether a failed connection attempt will fail again the same way."""
+    return isinstance(error, (ssl.SSLCertVerificationError, nats_errors.AuthorizationError)) or (
+        "authorization violation" in str(error).lower())
 
 
 def api_failure(error, stream=None):
@@ -105,6 +128,8 @@ class FleetConnection:
         self._note = note
         self._last_error = None
         self._waiters = []
+        self._hopeless = None
+        self._refusals = 0
 
     async def connect(self, keep_trying=False):
         """Connect (trying each server twice); ClientError naming why it failed.
@@ -112,16 +137,32 @@ class FleetConnection:
         their consumers after the last message they saw)."""
         nc = nats.NATS()
         settings = self.settings
+        connecting = nc.connect(
+            servers=settings.servers, user=settings.user, password=settings.password,
+            tls=settings.tls_context(), name="sysadm fleet", connect_timeout=CONNECT_TIMEOUT,
+            # Fail fast at first: a command should not wait a minute for a wrong URL.
+            max_reconnect_attempts=1, reconnect_time_wait=0.5,
+            error_cb=self._error, disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
+            closed_cb=self._closed,
+        )
+        self._hopeless = asyncio.get_running_loop().create_future()
+        self._refusals = len(settings.servers)
+        attempt = asyncio.ensure_future(connecting)
         try:
-            await nc.connect(
-                servers=settings.servers, user=settings.user, password=settings.password,
-                tls=settings.tls_context(), name="sysadm fleet", connect_timeout=CONNECT_TIMEOUT,
-                # Fail fast at first: a command should not wait a minute for a wrong URL.
-                max_reconnect_attempts=1, reconnect_time_wait=0.5,
-                error_cb=self._error, disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
-                closed_cb=self._closed,
-            )
+            # nats-py 2.16 never returns from a second attempt after a failed TLS
+            # handshake (a tls:// server whose certificate does not verify): bound it,
+            # and give up at once when every server refused us for good.
+            await asyncio.wait({attempt, self._hopeless}, timeout=(2 * CONNECT_TIMEOUT + 1) * len(settings.servers),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():
+                attempt.cancel()
+                raise asyncio.TimeoutError()
+            attempt.result()
         except Exception as e:
+            try:
+                await asyncio.wait_for(nc.close(), 2)
+            except Exception:
+                pass
             raise ClientError(
                 f"cannot connect to NATS at {settings.label}: {describe_connect_error(self._last_error or e)}"
             ) from None
@@ -145,10 +186,16 @@ class FleetConnection:
         violation = violation_of(error)
         if violation is None:
             self._last_error = error
+            if self.nc is None and _hopeless(error):
+                self._refusals -= 1
+                if self._refusals <= 0 and not self._hopeless.done():
+                    self._hopeless.set_result(error)
             return
+        kind, subject = violation
         for prefixes, future in list(self._waiters):
-            if violation[1].startswith(prefixes) and not future.done():
-                future.set_result(violation)
+            spelled = matching(subject, prefixes)
+            if spelled is not None and not future.done():
+                future.set_result((kind, spelled))
 
     async def _disconnected(self):
         if self._note is not None and self.nc is not None and not self.nc.is_closed:

@@ -8,6 +8,7 @@ before anything imports ``twisted.internet.reactor``.
 """
 
 import asyncio
+import logging
 import os
 import sys
 
@@ -103,6 +104,10 @@ def launch(options, environ=None, out=None):
     except ClientError as e:
         out.error(str(e))
         return e.exit_code
+    # Failures are ours to tell, in one line: not asyncio's or nats-py's log records
+    # (asyncio warns on every TLS connection nats-py closes, for one).
+    for name in ("asyncio", "nats"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         return asyncio.run(execute(config, options, out))
     except KeyboardInterrupt:
