@@ -14,7 +14,8 @@
 Options given on the command line win. The file is ``$XDG_CONFIG_HOME/sysadm/client.ini``
 when ``XDG_CONFIG_HOME`` is set; ``--config`` names another one (which must then exist).
 Unknown sections and keys are errors that name the file, section and key, so a typo
-does not silently fall back to a default.
+does not silently fall back to a default. ``[fleet]`` belongs to ``sysadm fleet``
+(:mod:`sysadmd.client.fleet.settings`).
 """
 
 import configparser
@@ -23,6 +24,8 @@ import os
 from sysadmd.client.errors import ClientError
 
 SECTION = "client"
+# Read by the fleet commands themselves (sysadmd.client.fleet.settings).
+OTHER_SECTIONS = ("fleet",)
 KEYS = ("url", "user", "token_file", "key", "fingerprint", "bridge", "server")
 PATH_KEYS = ("token_file", "key")
 
@@ -46,8 +49,11 @@ def parse_defaults(text, source="<string>"):
         raise ClientError(f"{source}: {_one_line(e)}") from None
     values = {}
     for section in parser.sections():
+        if section in OTHER_SECTIONS:
+            continue
         if section != SECTION:
-            raise ClientError(f"{source}: unknown section [{section}] (only [{SECTION}])")
+            known = ", ".join(f"[{name}]" for name in (SECTION,) + OTHER_SECTIONS)
+            raise ClientError(f"{source}: unknown section [{section}] (known: {known})")
         for key, value in parser.items(section):
             if key not in KEYS:
                 raise ClientError(
