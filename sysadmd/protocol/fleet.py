@@ -59,7 +59,15 @@ def host_from_hostname(hostname):
 
 def events_subject(host, source):
     """``sysadm.<host>.events.<source>``."""
-    return f"sysadm.{host}.events.{check_source(source)}"
+    return f"sysadm.{check_host(host)}.events.{check_source(source)}"
+
+
+def events_filter(host="*", source=">"):
+    """A subject filter of event messages: one or every (``*``) machine, one or every
+    (``>``) source."""
+    host = host if host == "*" else check_host(host)
+    source = source if source == ">" else check_source(source)
+    return f"sysadm.{host}.events.{source}"
 
 
 def check_source(source):
@@ -71,12 +79,12 @@ def check_source(source):
 
 def presence_subject(host):
     """``sysadm.<host>.presence``."""
-    return f"sysadm.{host}.presence"
+    return f"sysadm.{check_host(host)}.presence"
 
 
 def rpc_subject(host):
     """``sysadm.<host>.rpc``."""
-    return f"sysadm.{host}.rpc"
+    return f"sysadm.{check_host(host)}.rpc"
 
 
 def host_of(subject):

@@ -138,8 +138,7 @@ def watch_subjects(options):
     """The subjects ``watch`` follows: one per source (NATS 2.9 filters one subject per
     consumer), the host in the subject when ``--hosts`` names exactly one."""
     token = subject_host(options.hosts)
-    # protocol.fleet's layout, sysadm.<host>.events.<source>, with wildcards.
-    return [f"sysadm.{token}.events.{source}" for source in options.sources] or [f"sysadm.{token}.events.>"]
+    return [wire.events_filter(token, source) for source in options.sources] or [wire.events_filter(token)]
 
 
 def event_printer(options, out):
