@@ -69,18 +69,24 @@ def _one_line(error):
     return " ".join(str(error).split())
 
 
-def load_defaults(path=None, environ=None):
-    """The defaults from ``path`` (which must exist), or from :func:`default_path` (which
-    may not)."""
+def read_defaults_file(path=None, environ=None):
+    """``(text, path)`` of ``path`` (which must exist) or of :func:`default_path` (None
+    when it does not exist); :class:`ClientError` when it cannot be read."""
     explicit = path is not None
     path = os.path.expanduser(path) if explicit else default_path(environ)
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read(), path
     except FileNotFoundError:
         if explicit:
             raise ClientError(f"--config: {path} does not exist") from None
-        return {}
+        return None
     except (OSError, UnicodeDecodeError) as e:
         raise ClientError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    return parse_defaults(text, path)
+
+
+def load_defaults(path=None, environ=None):
+    """The defaults from ``path`` (which must exist), or from :func:`default_path` (which
+    may not)."""
+    found = read_defaults_file(path, environ)
+    return parse_defaults(*found) if found else {}

@@ -21,7 +21,7 @@ import ssl
 from dataclasses import dataclass
 from typing import List, Optional
 
-from sysadmd.client.config import default_path
+from sysadmd.client.config import read_defaults_file
 from sysadmd.client.errors import ClientError
 
 SECTION = "fleet"
@@ -88,18 +88,8 @@ def parse_fleet_defaults(text, source="<string>"):
 
 def load_fleet_defaults(path=None, environ=None):
     """``[fleet]`` of ``path`` (which must exist) or of the default file (which may not)."""
-    explicit = path is not None
-    path = os.path.expanduser(path) if explicit else default_path(environ)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        if explicit:
-            raise ClientError(f"--config: {path} does not exist") from None
-        return {}
-    except (OSError, UnicodeDecodeError) as e:
-        raise ClientError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    return parse_fleet_defaults(text, path)
+    found = read_defaults_file(path, environ)
+    return parse_fleet_defaults(*found) if found else {}
 
 
 def read_password(path):
