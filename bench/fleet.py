@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 
+# (twisted.internet.defer installs no reactor: the agent's process installs asyncio's.)
 from fleet_watcher import (
     SOURCE,
     START_DELAY_NS,
@@ -47,7 +48,8 @@ from fleet_watcher import (
     password_of,
 )
 from loadclient import LoadClient
-from servers import BENCH, Server, proc_cpu_seconds
+from servers import BENCH, CLK_TCK, Server
+from twisted.internet import defer
 
 ROOT = os.path.dirname(BENCH)
 TEMPLATE = os.path.join(ROOT, "etc", "nats-server-fleet.conf")
@@ -136,6 +138,13 @@ class Child(LoadClient):
         self._log.close()
 
 
+def proc_times(pid):
+    """(user, system) CPU seconds of ``pid`` so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
 def sleep_until(t_ns):
     time.sleep(max(0.0, (t_ns - time.time_ns()) / 1e9))
 
@@ -153,7 +162,9 @@ def start_watcher(d, nats, cfg, deadline):
             watcher.expect("ready", 30)
         except RuntimeError as e:
             watcher.close()
-            log(f"  the watcher cannot consume as {user}: {e}")
+            lines = str(e).splitlines()
+            log(f"  the watcher cannot consume as {user}: "
+                + next((line for line in lines if "permissions violation" in line), lines[0]))
             continue
         cfg.fleet_watcher = user
         return watcher
@@ -177,18 +188,19 @@ def run_variant(ws, nats, cfg, variant, round_):
         start, end = t0 + int(cfg.fleet_warmup * 1e9), t0 + int((cfg.fleet_warmup + cfg.fleet_window) * 1e9)
         pids = {"publisher": publisher.pid, "nats": nats.pid, "watcher": watcher.pid}
         sleep_until(start)
-        cpu0 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+        cpu0 = {k: proc_times(p) for k, p in pids.items()}
         sleep_until(end)
-        cpu1 = {k: proc_cpu_seconds(p) for k, p in pids.items()}
+        cpu1 = {k: proc_times(p) for k, p in pids.items()}
         done = publisher.expect("done", 90)
         watcher.send(cmd="finish", expect=done["sent"], from_ns=start, to_ns=end, quiet=5)
         report = watcher.expect("report", 60)
         del report["event"]
         report["watcher_cpu_total_s"] = report.pop("cpu_s")
         events = MACHINES * RATE * cfg.fleet_window  # due in the window, all made (Schedule)
-        cpu = {k: cpu1[k] - cpu0[k] for k in pids}
+        cpu = {k: sum(cpu1[k]) - sum(cpu0[k]) for k in pids}
+        system = {k: (cpu1[k][1] - cpu0[k][1]) / max(cpu[k], 1e-9) for k in pids}
         result = {"variant": variant, "round": round_, "setup_s": ready["setup_s"], "window_events": events,
-                  "cpu_s": cpu, "cpu_of_core": {k: c / cfg.fleet_window for k, c in cpu.items()},
+                  "cpu_s": cpu, "system_share": system, "cpu_of_core": {k: c / cfg.fleet_window for k, c in cpu.items()},
                   "cpu_per_1000": {k: c / events * 1000 for k, c in cpu.items()},
                   "sent": sum(done["sent"].values()), "unacked": sum(done["unacked"].values()),
                   "failed": done.get("failed", []), "restarts": sum(done["restarts"].values()),
@@ -240,24 +252,18 @@ class FakeLink:
     :class:`~sysadmd.client.connection.DirectLink`: ``session``, ``closed``, ``close()``."""
 
     def __init__(self, daemon):
-        from twisted.internet import defer
-
         self._daemon = daemon
         self.session = self
         self.on_event = self.on_unsolicited_error = lambda *a: None
         self.closed = defer.Deferred()
 
     def call(self, namespace, name, args=None):
-        from twisted.internet import defer
-
         if (namespace, name) != ("events", "subscribe"):
             return defer.fail(RuntimeError(f"the fake daemon only subscribes, not {namespace}/{name}"))
         self._daemon.subscribed(self, args)
         return defer.succeed({"subscribed": [s["name"] for s in args]})
 
     def close(self):
-        from twisted.internet import defer
-
         if not self.closed.called:
             self.closed.callback("closed by the agent")
         return defer.succeed(None)
@@ -270,8 +276,6 @@ class FakeDaemon:
     frames are made again: they depend on the number only)."""
 
     def __init__(self, reactor, host):
-        from twisted.internet import defer
-
         self._reactor, self.host = reactor, host
         self.url = f"fake://{host}"
         self.epoch = new_epoch()
@@ -280,8 +284,6 @@ class FakeDaemon:
         self.subscribed_once = defer.Deferred()
 
     def open(self, user="", access="limited"):
-        from twisted.internet import defer
-
         self.opens += 1
         return defer.succeed(FakeLink(self))
 
@@ -318,7 +320,7 @@ def agent_main(args):
     from sysadmd.fleet.aio import install_asyncio_reactor
 
     reactor = install_asyncio_reactor()
-    from twisted.internet import defer, task
+    from twisted.internet import task
     from twisted.logger import globalLogBeginner, textFileLogObserver
     from twisted.python.failure import Failure
 
