@@ -1,7 +1,9 @@
 """The agent's NATS connection (nats-py), in Twisted's terms.
 
-:class:`NatsLink` connects, and keeps connecting after a failed first attempt (NATS may
-start after the agent); once connected, nats-py itself reconnects. It tells its
+:class:`NatsLink` connects and stays connected: nats-py retries every second until a
+server answers (NATS may start after the agent) and reconnects after a loss; a first
+attempt that fails outright (a TLS or credentials mistake) is tried again after 1, 2, 4
+... 30 s. It tells its
 listeners when NATS is up (``nats_up()``) and down (``nats_down()``), and offers the few
 operations the agent needs, each a Deferred: a JetStream publish acknowledged by the
 stream, a direct get of a subject's last message (where to resume), a core publish, a
@@ -70,7 +72,8 @@ class NatsLink:
                 self.log.failure("a NATS listener failed")
 
     def start(self):
-        """Connect (in the background, retrying); a Deferred of the first connection."""
+        """Connect in the background (see the module docstring); a Deferred of the first
+        connection."""
         self._connecting = self._connect_until_up()
         return self._connecting
 
