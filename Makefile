@@ -45,11 +45,13 @@ bench: $(STAMP)
 conformance: $(STAMP)
 	$(BIN)/python conformance/run.py
 
-# The configuration reference in README.rst and etc/sysadmd.ini comes from the schema.
+# The configuration reference in README.rst and the sample ini files in etc/ come from
+# the schemas.
 docs: $(STAMP)
 	$(BIN)/python -m sysadmd.taps.reference ini > etc/sysadmd.ini
 	$(BIN)/python -m sysadmd.taps.reference bridge-ini > etc/sysadm-bridge.ini
 	$(BIN)/python -m sysadmd.taps.reference readme README.rst
+	$(BIN)/python -m sysadmd.fleet.reference > etc/sysadm-fleet.ini
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

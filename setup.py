@@ -38,7 +38,12 @@ setup(
     ],
     extras_require={
         # websockets: an independent, synchronous WebSocket client for the integration tests.
-        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "websockets>=12"],
+        "test": [
+            "pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "websockets>=12", "nats-py>=2.6",
+        ],
+        # The fleet (twistd sysadm-fleet, sysadm fleet): NATS's own asyncio client, run on
+        # Twisted's asyncio reactor; the daemon itself never imports it.
+        "fleet": ["nats-py>=2.6"],
     },
     entry_points={
         "console_scripts": [

@@ -2,7 +2,7 @@
 invocation on the same machine with the same load client.
 
     .venv/bin/python bench/run.py [--quick]
-        [--only fanout,client_check,connections,slow,resume,dispatcher,output,relay,profile,relay_profile]
+        [--only fanout,client_check,connections,slow,resume,dispatcher,output,relay,fleet,profile,relay_profile]
                                   [--rounds N] [--burst N] [--client-processes N] [--out FILE]
                                   [--relay-subscribers N] [--relay-client-processes N] [--relay-rate R]
 
@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 
+from fleet import fleet
 from loadclient import CLIENT_DIR, LoadClient, LoadGroup
 from relay import relay, relay_profile
 from servers import (
@@ -541,7 +542,7 @@ def machine():
 def config(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher,output,relay")
+    parser.add_argument("--only", default="fanout,client_check,connections,slow,resume,dispatcher,output,relay,fleet")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--dispatch-rounds", type=int, help="dispatcher rounds (short ones: 5 by default)")
     parser.add_argument("--burst", type=int, default=10, help="events per reactor turn at saturation")
@@ -603,6 +604,7 @@ def main(argv=None):
         section("dispatcher", dispatcher)
         section("output", output)
         section("relay", relay)
+        section("fleet", fleet)
         section("profile", profile)
         section("relay_profile", relay_profile)
     finally:

@@ -100,6 +100,9 @@ def summarize(results, cfg):
     rel = results.get("relay")
     if rel:
         relay_rows(row, rel)
+    fl = results.get("fleet")
+    if fl:
+        fleet_rows(row, fl)
     return rows
 
 
@@ -344,3 +347,51 @@ def relay_rows(row, rel):
         f"error, no subscriber closed ({lost['errors']} errors, {lost['closed']} closed; dropped at "
         f"saturation, tunnel | plain: {dropped['tunnel'][0]:,} | {dropped['plain'][0]:,})",
         "yes" if ok else "NO", "yes", ok)
+
+
+FLEET_P99_MS = 50  # issue 19's bound on the agent's end-to-end p99
+
+
+def fleet_rows(row, fl):
+    """Issue 19: the fleet agent publishing 20 machines' events into JetStream, against a
+    bare nats-py publisher of the same events (bench/fleet.py)."""
+    variants = ("agent", "baseline")
+    by = {v: [r for r in fl["runs"] if r["variant"] == v] for v in variants}
+    if not all(by.values()):
+        return
+    head = f"fleet, {fl['machines']} machines x {fl['rate']} events/s"
+    # The best round by p99 (other load only makes it worse), every round's p99 beside it.
+    top = {v: min(by[v], key=lambda r: r["latency"]["p99_ms"]) for v in variants}
+    p99s = {v: [r["latency"]["p99_ms"] for r in by[v]] for v in variants}
+    for v in variants:
+        who = "agent (EventPublisher, NatsLink)" if v == "agent" else "baseline (bare nats-py js.publish)"
+        target = f"p99 <= {FLEET_P99_MS}" if v == "agent" else None
+        met = top[v]["latency"]["p99_ms"] <= FLEET_P99_MS if v == "agent" else None
+        row(f"{head}: {who}, daemon to watcher, p50 / p99 / max (ms; best round by p99; rounds' p99 {p99s[v]})",
+            ms3(top[v]["latency"]), target, met)
+    ratio = top["agent"]["latency"]["p99_ms"] / top["baseline"]["latency"]["p99_ms"]
+    row(f"{head}: p99 agent / baseline, best / best", round(ratio, 2))
+    made = {v: top[v]["latency_from_made"]["p99_ms"] for v in variants}
+    row(f"{head}: p99 from when each frame was made, not due (timer lateness left out), agent | baseline (ms)",
+        f"{made['agent']:g} | {made['baseline']:g}")
+    cpu = {v: [r["cpu_per_1000"]["publisher"] for r in by[v]] for v in variants}
+    low = {v: min(cpu[v]) for v in variants}
+    row(f"{head}: publisher process CPU per 1,000 events (s), agent | baseline | agent / baseline (lowest round "
+        f"each; rounds {[round(c, 3) for c in cpu['agent']]} | {[round(c, 3) for c in cpu['baseline']]})",
+        f"{low['agent']:.3f} | {low['baseline']:.3f} | {low['agent'] / low['baseline']:.2f}")
+    of_core = {v: statistics.median(r["cpu_of_core"]["publisher"] for r in by[v]) for v in variants}
+    system = {v: statistics.median(r["system_share"]["publisher"] for r in by[v]) for v in variants}
+    others = {v: (statistics.median(r["cpu_per_1000"]["nats"] for r in by[v]),
+                  statistics.median(r["cpu_per_1000"]["watcher"] for r in by[v])) for v in variants}
+    row(f"{head}: publisher CPU (of one core; share in the kernel); nats-server / watcher CPU per 1,000 events (s), "
+        "agent | baseline", " | ".join(f"{of_core[v]:.0%} ({system[v]:.0%} system); {others[v][0]:.3f} / "
+                                       f"{others[v][1]:.3f}" for v in variants))
+    runs = by["agent"] + by["baseline"]
+    ok = all(r["once_in_order"] and r["received"] == r["sent"] and not r["unacked"] for r in runs)
+    counts = " | ".join(f"{sum(r['received'] for r in by[v]):,} / {sum(r['sent'] for r in by[v]):,}" for v in variants)
+    row(f"{head}: every event delivered once, in order per machine, none missing, every round (received / sent, "
+        f"agent | baseline: {counts})", "yes" if ok else "NO", "yes", ok)
+    restarts = sum(r["restarts"] for r in by["agent"])
+    warnings = sum(r["log_warnings"] for r in by["agent"])
+    row(f"{head}: agent publishing cycles restarted | warnings in its log (all rounds; watcher user "
+        f"{fl['watcher_user']})", f"{restarts} | {warnings}")

@@ -3,7 +3,8 @@
 # `make test` as root on a fresh Debian machine runs every test (none skipped):
 #   - the commands some tests compare with or drive: openssl (test_tls), ssh-keygen
 #     (openssh-client: test_keys_file), useradd/chpasswd/userdel (passwd: test_auth's PAM
-#     tests), mount/umount (mount: test_abuse's full state directory on a tmpfs);
+#     tests), mount/umount (mount: test_abuse's full state directory on a tmpfs),
+#     nats-server (the fleet tests: tests/natsserver.py);
 #   - a non-root account whose primary group has a name (test_backends; Debian's
 #     base-passwd has one, `daemon`, but a trimmed image may not);
 #   - real ZFS: zfs-fuse, installed and started (tests/zfs/setup.sh);
@@ -46,7 +47,8 @@ apt_install() {
 # command -> the Debian package that has it.
 missing=""
 for pair in openssl:openssl ssh-keygen:openssh-client useradd:passwd chpasswd:passwd \
-            userdel:passwd groupadd:passwd mount:mount umount:mount getent:libc-bin; do
+            userdel:passwd groupadd:passwd mount:mount umount:mount getent:libc-bin \
+            nats-server:nats-server; do
     command=${pair%%:*}
     package=${pair#*:}
     if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$command" >/dev/null 2>&1; then

@@ -1,4 +1,5 @@
-"""``sysadmd-admin``: manage the users and keys files of sysadmd.
+"""``sysadmd-admin``: manage the users and keys files of sysadmd, its bridges and its
+fleet credentials.
 
 Each group of subcommands lives in its own module with an ``add_commands(subparsers)``
 function that registers its parsers and sets ``run(args)`` on each; add a module to
@@ -10,14 +11,14 @@ exit status 1; argparse usage errors exit with 2.
 import argparse
 import sys
 
-from sysadmd.admin import bridge, keys, users
+from sysadmd.admin import bridge, fleet, keys, users
 from sysadmd.admin.errors import AdminError
 from sysadmd.auth.keys_file import KeysFileError
 from sysadmd.auth.users_file import UsersFileError
 
 PROG = "sysadmd-admin"
 
-COMMAND_MODULES = (users, keys, bridge)
+COMMAND_MODULES = (users, keys, bridge, fleet)
 
 # Mistakes a user can make, reported without a traceback.
 _USER_ERRORS = (AdminError, UsersFileError, KeysFileError)
@@ -26,7 +27,7 @@ _USER_ERRORS = (AdminError, UsersFileError, KeysFileError)
 def build_parser():
     """Return the argument parser with every command group registered."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Manage sysadmd's users, public keys and bridges."
+        prog=PROG, description="Manage sysadmd's users, public keys, bridges and fleet credentials."
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:

@@ -1,4 +1,5 @@
-"""``rpc/auth``, ``rpc/auth_token``, ``rpc/auth_ssl`` and ``rpc/auth_clear``.
+"""``rpc/auth``, ``rpc/auth_token``, ``rpc/auth_ssl``, ``rpc/auth_clear`` and (in
+:mod:`sysadmd.auth.fleet`) ``rpc/auth_fleet``.
 
 Every guess (a password, a token, a signed challenge; REST Basic and Bearer alike) takes a
 failure slot of the client's address before it is checked (see
@@ -21,6 +22,7 @@ import secrets
 from twisted.internet import defer, task
 
 from sysadmd.auth import policy
+from sysadmd.auth.fleet import FleetSignIn
 from sysadmd.auth.limits import CheckLimiter, ChecksBusy
 from sysadmd.auth.local import session_ends
 from sysadmd.protocol.envelope import RequestError
@@ -46,14 +48,16 @@ class Authenticator:
     ``limiter`` (a :class:`~sysadmd.auth.limits.CheckLimiter`, by default one with the
     default bounds) runs the backends' password checks and local sign-in lookups;
     ``local`` (a :class:`~sysadmd.auth.local.LocalLogin`, or None when ``[auth]
-    local_login`` is off) decides empty-password sign-ins on loopback connections.
+    local_login`` is off) decides empty-password sign-ins on loopback connections;
+    ``fleet_keys`` (a :class:`~sysadmd.auth.keys_file.KeysFile`, or None for none) holds
+    the keys ``rpc/auth_fleet`` accepts (:class:`~sysadmd.auth.fleet.FleetSignIn`).
     """
 
     log = Logger()
 
     def __init__(
         self, clock, tokens, bans, backends, keys, find_signer, failure_delay, limiter=None,
-        local=None,
+        local=None, fleet_keys=None,
     ):
         self._clock = clock
         self._tokens = tokens
@@ -64,12 +68,13 @@ class Authenticator:
         self._failure_delay = failure_delay
         self.checks = limiter if limiter is not None else CheckLimiter()
         self._local = local
+        self.fleet = FleetSignIn(self, fleet_keys)
         self.failures = 0
 
-    CALLS = ("auth", "auth_token", "auth_ssl", "auth_clear")
+    CALLS = ("auth", "auth_token", "auth_ssl", "auth_clear", "auth_fleet")
 
     def register(self, router, calls=CALLS):
-        """Add the auth calls named in ``calls`` (default: all four) to ``router``."""
+        """Add the auth calls named in ``calls`` (default: all five) to ``router``."""
         for name in calls:
             # Signing in (and out) is what an unauthenticated client may do.
             router.register("rpc", name, getattr(self, name), policy.PUBLIC)
@@ -79,7 +84,7 @@ class Authenticator:
             raise RequestError(429, BANNED)
 
     @defer.inlineCallbacks
-    def _guess(self, session, method, check, *args):
+    def guess(self, session, method, check, *args):
         """Check one guess of ``session``'s client.
 
         A slot is reserved first (429 when there is none). ``check(*args)`` fires with
@@ -101,7 +106,9 @@ class Authenticator:
             yield self._fail(session, attempt, started, method, user)
         return user, result, attempt
 
-    def _grant(self, session, user, access, method, key_fingerprint=None):
+    def grant(self, session, user, access, method, key_fingerprint=None):
+        """Sign ``session`` in as ``user`` with ``access``, log it (``method`` says how),
+        and return the reply of every sign-in: ``[token, lifetime]``."""
         grant = self._tokens.issue(user, access)
         session.sign_in(grant, key_fingerprint)
         self.log.info(
@@ -140,14 +147,14 @@ class Authenticator:
         local sign-in where one is possible (see :meth:`_local_ends`)."""
         ends = self._local_ends(session, args)
         if ends is not None:
-            user, access, attempt = yield self._guess(
+            user, access, attempt = yield self.guess(
                 session, "local", self._local_check, ends, args["username"]
             )
             attempt.succeeded()
-            return self._grant(session, user, access, "local socket owner")
-        user, access, attempt = yield self._guess(session, "password", self._password, args)
+            return self.grant(session, user, access, "local socket owner")
+        user, access, attempt = yield self.guess(session, "password", self._password, args)
         attempt.succeeded()
-        return self._grant(session, user, access, "password")
+        return self.grant(session, user, access, "password")
 
     def _local_ends(self, session, args):
         # A local sign-in: local_login on, a well-formed request with an empty password,
@@ -205,7 +212,7 @@ class Authenticator:
         slot, failure delay, ban count and answers (401, 429) as a password; a token that
         is not a string is a malformed request (400). Used by rpc/auth_token and REST
         Bearer; the caller attaches the grant to the session."""
-        _, grant, attempt = yield self._guess(session, "token", self._token, token)
+        _, grant, attempt = yield self.guess(session, "token", self._token, token)
         # A token proves an earlier login, not a password: the failures stay counted.
         attempt.release()
         return grant
@@ -237,51 +244,80 @@ class Authenticator:
         """Stage 1 (empty args) -> ``{"test_string"}``; stage 2 ``{"encrypted_string"}``
         -> ``[token, lifetime]``."""
         if args in (None, "", [], {}):
-            self._check_ban(session)
-            test_string = secrets.token_urlsafe(CHALLENGE_BYTES)
-            session.challenge = (test_string, self._clock.seconds() + CHALLENGE_SECONDS)
-            reply = {"test_string": test_string}
+            reply = {"test_string": self.new_challenge(session)}
             if session.challenge_binding is not None:
                 reply.update(session.challenge_binding.describe())
             return reply
         return self._verify_challenge(session, args)
 
+    def auth_fleet(self, session, args):
+        """``rpc/auth_fleet``: see :meth:`sysadmd.auth.fleet.FleetSignIn.auth_fleet`."""
+        return self.fleet.auth_fleet(session, args)
+
+    def new_challenge(self, session):
+        """Stage 1 of a key sign-in: a new random test string for ``session``, valid for
+        ``CHALLENGE_SECONDS`` and one attempt (429 while its address is banned)."""
+        self._check_ban(session)
+        test_string = secrets.token_urlsafe(CHALLENGE_BYTES)
+        session.challenge = (test_string, self._clock.seconds() + CHALLENGE_SECONDS)
+        return test_string
+
+    def take_challenge(self, session):
+        """The test string of ``session``'s live challenge, or None; either way the
+        challenge is used up (one attempt each)."""
+        challenge, session.challenge = session.challenge, None
+        if challenge is None or challenge[1] <= self._clock.seconds():
+            return None
+        return challenge[0]
+
+    def find_key(self, keys, signed, encoded, what):
+        """The key of ``keys`` (a :class:`~sysadmd.auth.keys_file.KeysFile`, or None) that
+        signed ``signed`` (str) with ``encoded`` (the base64 signature), or None. A keys
+        file that cannot be read accepts no key (and the failure is logged, naming
+        ``what`` asked)."""
+        if keys is None:
+            return None
+        try:
+            signature = base64.b64decode(encoded, validate=False)
+        except (binascii.Error, ValueError):
+            return None
+        if not signature:
+            return None
+        try:
+            registered = keys.load()
+        except Exception:
+            self.log.failure("cannot read the keys file for {what}", what=what)
+            return None
+        return self._find_signer(registered, signed, signature)
+
+    @defer.inlineCallbacks
+    def role_of(self, user):
+        """The access the first backend that knows ``user`` gives them, or None."""
+        for backend in self._backends:
+            access = yield backend.role_of(user)
+            if access is not None:
+                return access
+        return None
+
     @defer.inlineCallbacks
     def _verify_challenge(self, session, args):
-        (user, (signer, access), attempt) = yield self._guess(
+        (user, (signer, access), attempt) = yield self.guess(
             session, "key", self._signed_by, session, args
         )
         attempt.succeeded()
-        return self._grant(session, user, access, f"key {signer.fingerprint}", signer.fingerprint)
+        return self.grant(session, user, access, f"key {signer.fingerprint}", signer.fingerprint)
 
     @defer.inlineCallbacks
     def _signed_by(self, session, args):
         # Fires with (user, (signer, access)), or (user or None, None) when refused.
         if not isinstance(args, dict) or not isinstance(args.get("encrypted_string"), str):
             raise RequestError(400, 'args must be empty (stage 1) or {"encrypted_string": <base64>}.')
-        encoded = args["encrypted_string"]
-        challenge, session.challenge = session.challenge, None  # usable once
+        signed = self.take_challenge(session)
         signer = None
-        if challenge is not None and challenge[1] > self._clock.seconds() and self._keys is not None:
-            try:
-                signature = base64.b64decode(encoded, validate=False)
-            except (binascii.Error, ValueError):
-                signature = b""
-            if signature:
-                try:
-                    keys = self._keys.load()
-                except Exception:
-                    self.log.failure("cannot read the keys file for auth_ssl")
-                    keys = []
-                signed = challenge[0]
-                if session.challenge_binding is not None:
-                    signed = session.challenge_binding.text(signed)
-                signer = self._find_signer(keys, signed, signature)
-        access = None
-        if signer is not None:
-            for backend in self._backends:
-                access = yield backend.role_of(signer.user)
-                if access is not None:
-                    break
+        if signed is not None:
+            if session.challenge_binding is not None:
+                signed = session.challenge_binding.text(signed)
+            signer = self.find_key(self._keys, signed, args["encrypted_string"], "auth_ssl")
+        access = (yield self.role_of(signer.user)) if signer is not None else None
         user = signer.user if signer is not None else None
         return user, ((signer, access) if access is not None else None)

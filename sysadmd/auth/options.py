@@ -28,6 +28,15 @@ AUTH = {
         "Public keys for rpc/auth_ssl (default <state_dir>/keys); signed-in users add "
         "and revoke their own with rpc/settings.",
     ),
+    "fleet_keys_file": Option(
+        "",
+        string,
+        "Public keys of this machine's fleet agent for rpc/auth_fleet (default "
+        "<state_dir>/fleet_keys), 'label <OpenSSH key>' a line like keys_file; written by "
+        "sysadmd-admin fleet init. Its keys may sign in as any local user (never with more "
+        "than the user's own access), so only the agent should hold them; a missing file "
+        "has none.",
+    ),
     "local_login": Option(
         "yes",
         boolean,

@@ -66,6 +66,8 @@ def build_auth(reactor, config, errors):
                 )
             backends.append(UsersBackend(reactor, users, threadpool=threads.pool))
     keys = KeysFile(config.path("auth", "keys_file", "keys"))
+    # Never the keys file: a fleet key may act as any local user (sysadmd.auth.fleet).
+    fleet_keys = KeysFile(config.path("auth", "fleet_keys_file", "fleet_keys"))
     local = None
     if auth["local_login"]:
         # The same group rules as the pam backend, whichever backends are configured.
@@ -74,6 +76,6 @@ def build_auth(reactor, config, errors):
         )
     authenticator = Authenticator(
         reactor, tokens, bans, backends, keys, find_signer, auth["failure_delay"], limiter,
-        local=local,
+        local=local, fleet_keys=fleet_keys,
     )
     return tokens, bans, authenticator, threads

@@ -39,7 +39,7 @@ import sys
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from sysadmd.client import commands
+from sysadmd.client import commands, fleet
 from sysadmd.client.auth import PASSPHRASE_ENV, Credentials, PasswordSource, load_private_key
 from sysadmd.client.binding import parse_server_fingerprint
 from sysadmd.client.config import load_defaults
@@ -231,6 +231,7 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p = command("identify", "Show what the daemon is (type, host name, version).")
     p.add_argument("--json", action="store_true")
+    fleet.add_parser(sub)
     return parser
 
 
@@ -363,6 +364,8 @@ def _react_main(reactor, options, out):
 def main(argv=None):
     """The ``sysadm`` console script."""
     options = build_parser().parse_args(argv)
+    if options.command == "fleet":
+        raise SystemExit(fleet.main(options))  # asyncio: no reactor (sysadmd.client.fleet.launch)
     out = Output()
 
     def broken():

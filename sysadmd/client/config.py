@@ -14,7 +14,8 @@
 Options given on the command line win. The file is ``$XDG_CONFIG_HOME/sysadm/client.ini``
 when ``XDG_CONFIG_HOME`` is set; ``--config`` names another one (which must then exist).
 Unknown sections and keys are errors that name the file, section and key, so a typo
-does not silently fall back to a default.
+does not silently fall back to a default. ``[fleet]`` belongs to ``sysadm fleet``
+(:mod:`sysadmd.client.fleet.settings`).
 """
 
 import configparser
@@ -23,6 +24,8 @@ import os
 from sysadmd.client.errors import ClientError
 
 SECTION = "client"
+# Read by the fleet commands themselves (sysadmd.client.fleet.settings).
+OTHER_SECTIONS = ("fleet",)
 KEYS = ("url", "user", "token_file", "key", "fingerprint", "bridge", "server")
 PATH_KEYS = ("token_file", "key")
 
@@ -46,8 +49,11 @@ def parse_defaults(text, source="<string>"):
         raise ClientError(f"{source}: {_one_line(e)}") from None
     values = {}
     for section in parser.sections():
+        if section in OTHER_SECTIONS:
+            continue
         if section != SECTION:
-            raise ClientError(f"{source}: unknown section [{section}] (only [{SECTION}])")
+            known = ", ".join(f"[{name}]" for name in (SECTION,) + OTHER_SECTIONS)
+            raise ClientError(f"{source}: unknown section [{section}] (known: {known})")
         for key, value in parser.items(section):
             if key not in KEYS:
                 raise ClientError(
@@ -63,18 +69,24 @@ def _one_line(error):
     return " ".join(str(error).split())
 
 
-def load_defaults(path=None, environ=None):
-    """The defaults from ``path`` (which must exist), or from :func:`default_path` (which
-    may not)."""
+def read_defaults_file(path=None, environ=None):
+    """``(text, path)`` of ``path`` (which must exist) or of :func:`default_path` (None
+    when it does not exist); :class:`ClientError` when it cannot be read."""
     explicit = path is not None
     path = os.path.expanduser(path) if explicit else default_path(environ)
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read(), path
     except FileNotFoundError:
         if explicit:
             raise ClientError(f"--config: {path} does not exist") from None
-        return {}
+        return None
     except (OSError, UnicodeDecodeError) as e:
         raise ClientError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    return parse_defaults(text, path)
+
+
+def load_defaults(path=None, environ=None):
+    """The defaults from ``path`` (which must exist), or from :func:`default_path` (which
+    may not)."""
+    found = read_defaults_file(path, environ)
+    return parse_defaults(*found) if found else {}

@@ -225,7 +225,8 @@ class DirectLink:
         return self.connection.close()
 
 
-def open_direct(reactor, url, tls=None, timeout=CONNECT_TIMEOUT):
-    """Connect to ``url``; a Deferred firing with a :class:`DirectLink`."""
+def open_direct(reactor, url, tls=None, timeout=CONNECT_TIMEOUT, call_timeout=None):
+    """Connect to ``url``; a Deferred firing with a :class:`DirectLink` whose calls time
+    out after ``call_timeout`` seconds (the session's default when None)."""
     d = connect(reactor, url, tls, timeout)
-    return d.addCallback(lambda connection: DirectLink(reactor, connection))
+    return d.addCallback(lambda connection: DirectLink(reactor, connection, call_timeout))

@@ -11,9 +11,9 @@ A unit test checks that the committed copies match this output.
 """
 
 import sys
-import textwrap
 
 from sysadmd.bridge import schema as bridge_schema
+from sysadmd.config import reference
 from sysadmd.config.loader import SOURCE_PREFIX
 from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import SECTIONS
@@ -50,14 +50,7 @@ def _sections():
 
 def render_ini(sections=None, header=INI_HEADER):
     """The sample configuration file (the daemon's unless ``sections`` is given)."""
-    out = [header]
-    for section, options in _sections() if sections is None else sections:
-        out.append(f"\n[{section}]\n")
-        for key, option in options.items():
-            for line in textwrap.wrap(option.doc, 86):
-                out.append(f"# {line}\n")
-            out.append(f"#{key} = {option.default}\n".replace(" = \n", " =\n"))
-    return "".join(out)
+    return reference.render_ini(_sections() if sections is None else sections, header)
 
 
 def render_bridge_ini():
@@ -67,19 +60,7 @@ def render_bridge_ini():
 
 def render_rst(sections=None):
     """The README's configuration reference (a definition list per section)."""
-    out = []
-    for section, options in _sections() if sections is None else sections:
-        title = f"``[{section}]``"
-        out.append(f"{title}\n{'-' * len(title)}\n\n")
-        if not options:
-            out.append("No keys yet.\n\n")
-        for key, option in options.items():
-            default = f"``{option.default}``" if option.default else "empty"
-            out.append(f"``{key}`` (default: {default})\n")
-            for line in textwrap.wrap(option.doc, 86):
-                out.append(f"    {line}\n")
-            out.append("\n")
-    return "".join(out)
+    return reference.render_rst(_sections() if sections is None else sections)
 
 
 BEGIN = ".. BEGIN CONFIG REFERENCE\n"

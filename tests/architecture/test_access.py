@@ -21,6 +21,8 @@ DAEMON = {
     "rpc/auth_token": "public",
     "rpc/auth_ssl": "public",
     "rpc/auth_clear": "public",
+    # The machine's fleet agent signing in with a fleet key (never offered by the bridge).
+    "rpc/auth_fleet": "public",
     "rpc/query": "limited",
     "events/subscribe": "limited",
     "events/unsubscribe": "limited",

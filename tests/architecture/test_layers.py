@@ -23,13 +23,16 @@ LAYERS = [
 ]
 RANK = {part: rank for rank, (_, parts) in enumerate(LAYERS) for part in parts}
 # The command-line client is packaged on its own: it imports itself and, besides, only
-# what STANDALONE_USES lets it. Nothing imports it.
-STANDALONE = {"client"}
+# what STANDALONE_USES lets it. Only the fleet agent imports it. The fleet agent
+# (twistd sysadm-fleet) is a client of the daemon, packaged with the client: it imports
+# the client, the wire format, config and util, never the daemon's parts, and nothing
+# imports it.
+STANDALONE = {"client", "fleet"}
 # ``protocol`` is the wire format both ends speak, and the encrypted tunnel's one
 # implementation: a crypto protocol must not be written twice, so the client imports it
 # rather than keeping a copy. It imports nothing of sysadmd but ``util`` (checked below),
 # so the client's package is ``client`` + ``protocol`` + ``util``.
-STANDALONE_USES = {"client": {"protocol"}}
+STANDALONE_USES = {"client": {"protocol"}, "fleet": {"client", "protocol", "config", "util"}}
 # What the parts the client may use may import in turn (besides themselves).
 CLIENT_CLOSURE = {"protocol": {"util"}, "util": set()}
 
@@ -93,7 +96,8 @@ def _known(target_part):
 
 def test_imports_never_point_up():
     """No module imports a part of a higher layer; the client imports only itself and
-    ``protocol``, and nothing imports the client."""
+    ``protocol`` (the fleet agent: the client, ``protocol``, ``config`` and ``util``), and
+    only the fleet agent imports the client."""
     wrong = []
     for module, path, target, line in _sysadmd_edges():
         source = _part(module)

@@ -55,6 +55,9 @@ async function signIn(page, user, password) {
   await page.click("#login-form button[type=submit]");
   await page.locator("#main").waitFor({ state: "visible" });
   await page.waitForFunction(() => document.getElementById("conn").textContent === "connected");
+  // Its subscriptions and first job listing done: a listing answered later would show
+  // jobs the test starts after this (it did under a CPU hog).
+  await page.waitForFunction(() => document.getElementById("main").dataset.loaded === "yes");
 }
 
 const jobRow = (id) => `#jobs tbody[data-job="${id}"]`;
@@ -209,6 +212,9 @@ async function signInAgain(page) {
   await page.click("#login-form button[type=submit]");
   await page.locator("#main").waitFor({ state: "visible" });
   await page.waitForFunction(() => document.getElementById("conn").textContent === "connected");
+  // Its subscriptions and first job listing done: a listing answered later would show
+  // jobs the test starts after this (it did under a CPU hog).
+  await page.waitForFunction(() => document.getElementById("main").dataset.loaded === "yes");
 }
 
 const snapshotText = (dataset) => `New snapshot of ${dataset}`;

@@ -39,6 +39,8 @@ class Daemon:
     patterns let a subclass run another program of the package, such as the bridge)."""
 
     plugin = "sysadmd"
+    # twistd's own options, before the plugin's name (e.g. --reactor).
+    twistd_args = ()
     listening = LISTENING
     ready = READY
 
@@ -67,7 +69,7 @@ class Daemon:
         self.urls = urls = []
         self._ready = ready = threading.Event()
         self.process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", self.plugin, "--config", str(self.config_path)]
+            [TWISTD, "-n", "--pidfile=", *self.twistd_args, self.plugin, "--config", str(self.config_path)]
             + self._quiet_updates() + self.extra_args,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -101,3 +101,9 @@ def test_subcommand_arguments():
         with pytest.raises(SystemExit) as info:
             parser.parse_args(bad)
         assert info.value.code == 2
+
+
+def test_a_fleet_section_is_left_to_sysadm_fleet():
+    """[fleet] (sysadm fleet's NATS defaults) does not break the other commands."""
+    values = parse_defaults("[client]\nuser = alice\n\n[fleet]\nnats = nats://n1:4222\nuser = ops\n", "client.ini")
+    assert values == {"user": "alice"}

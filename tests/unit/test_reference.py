@@ -52,3 +52,21 @@ def test_bridge_sample_ini_loads_as_the_defaults():
     for section in bridge_schema.SECTIONS:
         assert sample[section] == defaults[section]
     assert defaults["server"]["listen"] == ["tcp:12149:interface=127.0.0.1"]
+
+
+def test_fleet_sample_ini_is_current():
+    """etc/sysadm-fleet.ini is what `make docs` generates (run it after changing a key of
+    [fleet])."""
+    from sysadmd.fleet.reference import render_ini as render_fleet_ini
+
+    assert read("etc/sysadm-fleet.ini") == render_fleet_ini()
+
+
+def test_fleet_sample_ini_loads_as_the_defaults():
+    """The agent's sample is valid and, all commented out, gives its defaults."""
+    from sysadmd.fleet import options
+
+    sample = options.load(os.path.join(ROOT, "etc/sysadm-fleet.ini"))
+    defaults = options.load(text="")
+    assert sample["fleet"] == defaults["fleet"]
+    assert defaults["fleet"]["servers"] == ["nats://127.0.0.1:4222"]

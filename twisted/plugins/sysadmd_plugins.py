@@ -15,3 +15,10 @@ sysadm_bridge = ServiceMaker(
     "SysAdm bridge: relays clients to sysadmd servers that both connect out to it",
     "sysadm-bridge",
 )
+
+sysadm_fleet = ServiceMaker(
+    "sysadm-fleet",
+    "sysadmd.fleet.tap",
+    "SysAdm fleet agent: this machine's sysadmd events and requests on NATS JetStream",
+    "sysadm-fleet",
+)

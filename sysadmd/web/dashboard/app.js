@@ -202,6 +202,7 @@
   }
 
   async function signedIn(reply) {
+    delete $("main").dataset.loaded;
     const [token, ttl] = reply;
     sessionStorage.setItem(TOKEN_KEY, token);
     backoff = BACKOFF_MIN;
@@ -226,6 +227,8 @@
     }
     follower.resume();
     await refreshJobs();
+    // Everything a fresh page shows is in: the browser tests wait for this.
+    $("main").dataset.loaded = "yes";
   }
 
   function applyAccess(rights) {
