@@ -116,6 +116,7 @@ class DaemonService(OrderedService):
         self._reactor = reactor
         self.source = source
         self.program = program
+        self.stopping = False
 
     def startService(self):
         """Start children; take over SIGTERM once the reactor runs."""
@@ -134,6 +135,12 @@ class DaemonService(OrderedService):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
+            if self.stopping:
+                # A second SIGTERM (make, timeout and service managers may send one more)
+                # must not stop a reactor that is already stopping.
+                self.log.info("received SIGTERM again; already shutting down")
+                return
+            self.stopping = True
             self.log.info("received SIGTERM, shutting down")
             self._reactor.callFromThread(self._reactor.stop)
 

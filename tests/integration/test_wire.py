@@ -112,6 +112,17 @@ def test_sigterm_closes_clients_with_1001_and_exits_0(daemon, admin):
     assert "Traceback" not in log
 
 
+def test_a_second_sigterm_while_stopping_is_no_error(daemon, admin):
+    """make, timeout and service managers may signal twice: still exit 0, no traceback."""
+    daemon.process.send_signal(signal.SIGTERM)
+    daemon.wait_for_log("received SIGTERM, shutting down")
+    daemon.process.send_signal(signal.SIGTERM)
+    assert admin.wait_closed() == 1001
+    assert daemon.process.wait(20) == 0
+    log = daemon.log_text()
+    assert "Traceback" not in log and "ReactorNotRunning" not in log
+
+
 def test_log_names_bound_address_and_connections(daemon, admin):
     assert daemon.url.startswith("ws://127.0.0.1:")
     daemon.wait_for_log(r"client connected from 127\.0\.0\.1")
