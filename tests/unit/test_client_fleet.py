@@ -489,3 +489,48 @@ def test_a_connection_that_ends_for_good_ends_the_feed():
         assert feed.failed.done() and str(feed.failed.result()) == "lost the connection to NATS"
 
     feed_scenario(steps)
+
+
+def test_ctrl_c_ends_a_command_even_one_that_swallows_the_cancellation():
+    """Ctrl-C cancels the command (status 130); one that does not end within the grace
+    (nats-py waiting on a dead server, say) is ended anyway by exit_now(130)."""
+    import os
+    import signal
+
+    from sysadmd.client.fleet.launch import interruptible
+
+    released = asyncio.Event()
+
+    async def well_behaved():
+        await asyncio.sleep(60)
+
+    async def stubborn():
+        while not released.is_set():
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue  # swallowed, until the test lets it go
+        return "released"
+
+    async def interrupt(command):
+        exits = []
+        exited = asyncio.Event()
+
+        def exit_now(status):
+            exits.append(status)  # stands in for the process's end
+            exited.set()
+
+        task = asyncio.ensure_future(interruptible(command(), grace=0.2, exit_now=exit_now))
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        done, _ = await asyncio.wait([task, asyncio.ensure_future(exited.wait())], timeout=5,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result(), exits
+        released.set()  # let the stubborn one end, so the loop can close
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        return "ended by exit_now", exits
+
+    assert asyncio.run(interrupt(well_behaved)) == (130, [])
+    assert asyncio.run(interrupt(stubborn)) == ("ended by exit_now", [130])

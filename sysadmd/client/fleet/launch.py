@@ -10,6 +10,7 @@ before anything imports ``twisted.internet.reactor``.
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from sysadmd.client.errors import ClientError
@@ -18,6 +19,9 @@ from sysadmd.client.fleet.settings import settings
 PROG = "sysadm"
 MISSING_NATS = "the fleet commands need nats-py: pip install 'sysadmd[fleet]'"
 INTERRUPTED = 130
+#: Seconds a command has, after Ctrl-C, to close its connection before the process ends
+#: anyway: Ctrl-C always ends it, whatever nats-py is waiting for.
+INTERRUPT_GRACE = 3.0
 
 
 class StdoutClosed(ClientError):
@@ -109,6 +113,45 @@ def launch(options, environ=None, out=None):
     for name in ("asyncio", "nats"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
-        return asyncio.run(execute(config, options, out))
+        return asyncio.run(interruptible(execute(config, options, out)))
     except KeyboardInterrupt:
         return INTERRUPTED
+
+
+async def interruptible(command, grace=INTERRUPT_GRACE, exit_now=None):
+    """Run ``command`` (a coroutine); Ctrl-C cancels it (its ``finally`` blocks close the
+    connection) and the status is 130. Should it not end within ``grace`` seconds (a
+    library that swallowed the cancellation, a close that waits on a dead server), or at
+    a second Ctrl-C, ``exit_now(130)`` ends the process."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(command)
+    exit_now = _exit_now if exit_now is None else exit_now
+    interrupted = []
+
+    def on_interrupt():
+        if interrupted:
+            exit_now(INTERRUPTED)
+            return
+        interrupted.append(loop.call_later(grace, exit_now, INTERRUPTED))
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        return INTERRUPTED
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        for call in interrupted:
+            call.cancel()
+
+
+def _exit_now(status):
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
