@@ -191,7 +191,11 @@ class Fleet:
 
     def start_watch(self, *args, user="ops", password=OPS_PASSWORD):
         """``sysadm fleet watch ARGS`` running: a :class:`Running`."""
+        # Ctrl-C reaches it as in a terminal: a suite started in the background of a
+        # non-interactive shell (tests/stress.sh under nohup ... &) has SIGINT ignored,
+        # and children inherit that.
         return Running(subprocess.Popen(self.argv(user, ["watch", *args]), stdin=subprocess.DEVNULL,
+                                        preexec_fn=_default_sigint,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env=self.environment(password)))
 
@@ -236,6 +240,10 @@ class Running:
             self.process.kill()
             status = self.process.wait()
         return status, self.process.stderr.read()
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

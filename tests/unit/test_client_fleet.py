@@ -532,5 +532,28 @@ def test_ctrl_c_ends_a_command_even_one_that_swallows_the_cancellation():
         await asyncio.wait([task], timeout=5)
         return "ended by exit_now", exits
 
-    assert asyncio.run(interrupt(well_behaved)) == (130, [])
-    assert asyncio.run(interrupt(stubborn)) == ("ended by exit_now", [130])
+    # As in a terminal, whatever the suite inherited (a background job has SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert asyncio.run(interrupt(well_behaved)) == (130, [])
+        assert asyncio.run(interrupt(stubborn)) == ("ended by exit_now", [130])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """A background job of a non-interactive shell inherits SIGINT ignored: so be it."""
+    import signal
+
+    from sysadmd.client.fleet.launch import interruptible
+
+    async def quick():
+        await asyncio.sleep(0.1)
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert asyncio.run(interruptible(quick())) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -135,7 +135,10 @@ async def interruptible(command, grace=INTERRUPT_GRACE, exit_now=None):
         interrupted.append(loop.call_later(grace, exit_now, INTERRUPTED))
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    # An ignored SIGINT (a background job of a non-interactive shell) stays ignored.
+    handled = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    if handled:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
     try:
         return await task
     except asyncio.CancelledError:
@@ -143,7 +146,8 @@ async def interruptible(command, grace=INTERRUPT_GRACE, exit_now=None):
             raise
         return INTERRUPTED
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
         for call in interrupted:
             call.cancel()
 
