@@ -185,7 +185,10 @@ class FleetConnection:
     async def _error(self, error):
         violation = violation_of(error)
         if violation is None:
-            self._last_error = error
+            # The server's refusal says more than the reset that may follow it (it closes
+            # the connection right after): keep it.
+            if self._last_error is None or not _hopeless(self._last_error):
+                self._last_error = error
             if self.nc is None and _hopeless(error):
                 self._refusals -= 1
                 if self._refusals <= 0 and not self._hopeless.done():
