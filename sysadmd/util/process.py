@@ -14,6 +14,7 @@ commands (``sysadmd.util.commands``) are built on:
   ``twisted.runner.procmon`` does); an optional ``timeout`` calls it;
 - a pipe grace: once the child has exited, its pipes (held open by something it left
   running) are closed after ``pipe_grace`` seconds, so nobody waits on them forever;
+  what they hold then is read first (a stalled reactor may not have read it yet);
 - ``ended`` fires with an :class:`Exit` once the process has exited and its pipes are
   closed; after a stop, what is left of its group then gets SIGKILL.
 
@@ -143,6 +144,19 @@ class WidePipeReader(_twisted_process.ProcessReader):
             return CONNECTION_DONE
         self.dataReceived(data)
         return None
+
+    def drain(self, limit=16 * PIPE_READ):
+        """Hand on what the pipe holds now, up to ``limit`` bytes (something left
+        running may keep writing), without waiting for more."""
+        while limit > 0 and self.connected and not self.disconnecting:
+            try:
+                data = os.read(self.fd, min(PIPE_READ, limit))
+            except OSError:
+                return
+            if not data:
+                return
+            limit -= len(data)
+            self.dataReceived(data)
 
 
 class SessionProcess(_twisted_process.Process):
@@ -308,7 +322,7 @@ class ChildProcess(ProcessProtocol):
         self._signal("KILL")
         if self.transport is not None:
             # Something outside the group (it made its own session) may hold our pipes.
-            self.transport.loseConnection()
+            self._close_pipes()
 
     def _signal(self, name):
         """Signal the group; False when none of it is left."""
@@ -327,6 +341,12 @@ class ChildProcess(ProcessProtocol):
 
     def _close_pipes(self):
         self._grace_call = None
+        # A reactor busy for longer than the grace runs this before it polls again: what
+        # the child wrote before it exited may still be in the pipes, unread.
+        for reader in list(getattr(self.transport, "pipes", {}).values()):
+            drain = getattr(reader, "drain", None)
+            if drain is not None:
+                drain()
         self.transport.loseConnection()
 
     def processEnded(self, reason):

@@ -112,3 +112,24 @@ def test_a_group_member_ignoring_term_gets_kill_after_the_grace():
         yield gone(marker)
     finally:
         kill_all(marker)
+
+
+
+@pytest.mark.parametrize("size", [10, 65536], ids=["a-line", "a-pipeful"])
+@pytest_twisted.inlineCallbacks
+def test_output_still_in_the_pipes_when_the_grace_runs_out_is_kept(size):
+    """The pipe grace is for pipes held open by something left running, not for output
+    the reactor has not read yet. A reactor too busy to poll for longer than the grace
+    after the child exited (here: the pipes taken out of its poll, as a stall would
+    leave them unread) closes them only after reading what they hold."""
+    received = {1: bytearray(), 2: bytearray()}
+    child = ChildProcess(global_reactor, lambda fd, data: received[fd].extend(data),
+                         kill_grace=5, pipe_grace=0.2)
+    child.start("/bin/sh", ["sh", "-c", f"head -c {size} /dev/zero; head -c {size} /dev/zero >&2"],
+                {"PATH": "/bin:/usr/bin"}, os.getcwd())
+    for fd in (1, 2):
+        child.transport.pipes[fd].stopReading()
+    exit = yield within(child.ended)
+    assert child.exited
+    assert exit == Exit(0, None)
+    assert (len(received[1]), len(received[2])) == (size, size)
