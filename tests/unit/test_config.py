@@ -6,9 +6,9 @@ import pytest
 
 from sysadmd.auth.options import _backends
 from sysadmd.config import ConfigError, ConfigErrors, find_default_config
+from sysadmd.config.options import Option, boolean, choice, integer, number, string, words
 from sysadmd.server.options import _endpoints
 from sysadmd.taps import sections as schema
-from sysadmd.config.options import Option, boolean, choice, integer, number, string, words
 from sysadmd.taps.sections import load_daemon_config
 
 TICKER_OPTIONS = {

@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from sysadmd.taps import daemon as tap
 from sysadmd.server.endpoints import is_loopback_endpoint
+from sysadmd.taps import daemon as tap
 from sysadmd.taps.sections import load_daemon_config
 from tests.unit.test_protocol import Daemon
 from tests.unit.wsfake import Peer, client_frame

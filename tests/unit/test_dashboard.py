@@ -14,9 +14,9 @@ from zope.interface import implementer
 
 from sysadmd.server.admission import Admission
 from sysadmd.taps import daemon as tap
+from sysadmd.taps.sections import load_daemon_config
 from sysadmd.web.dashboard import HERE, Dashboard
 from sysadmd.web.site import Health, build_site
-from sysadmd.taps.sections import load_daemon_config
 
 
 @implementer(ISSLTransport)

@@ -13,8 +13,8 @@ from zope.interface.verify import verifyObject
 
 import sysadmd
 import sysadmd.plugins
-from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSourceFactory
+from sysadmd.taps.discovery import discover_sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(sysadmd.__file__)))
 TICKER = os.path.join(REPO, "tests", "fixtures", "ticker.py")

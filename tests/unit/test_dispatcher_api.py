@@ -8,17 +8,17 @@ from zope.interface.verify import verifyObject
 from sysadmd.config import ConfigErrors
 from sysadmd.dispatcher.api import DispatcherCall
 from sysadmd.dispatcher.core import Dispatcher
+from sysadmd.dispatcher.database import SyncWorker
 from sysadmd.dispatcher.job import CommandLog
 from sysadmd.dispatcher.queue import parse_queues
 from sysadmd.dispatcher.runner import DEFAULT_PATH, build_environment
-from sysadmd.dispatcher.database import SyncWorker
-from sysadmd.dispatcher.store import Store
 from sysadmd.dispatcher.service import DispatcherService, build_dispatcher, settings_from_config
+from sysadmd.dispatcher.store import Store
 from sysadmd.events.context import SourceContext
-from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSnapshot, IEventSource, IEventSourceFactory
 from sysadmd.plugins.dispatcher_source import DispatcherSource, dispatcher_source
 from sysadmd.protocol.envelope import RequestError
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import load_daemon_config
 from tests.unit.dispatcher_fakes import Caller, FakeProcessReactor, make_dispatcher, result_of
 

@@ -5,9 +5,9 @@ import os
 import pytest
 from twisted.logger import capturedLogs, formatEvent
 
-from sysadmd.dispatcher.scheduler import ANNOUNCE_PER_TURN
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
+from sysadmd.dispatcher.scheduler import ANNOUNCE_PER_TURN
 from sysadmd.util.process import PIPE_GRACE, stdin_null
 from tests.unit.dispatcher_fakes import ENV, make_dispatcher, result_of, states
 

@@ -10,9 +10,9 @@ from twisted.logger import capturedLogs, formatEvent
 
 from sysadmd.dispatcher.api import DispatcherCall
 from sysadmd.dispatcher.core import Dispatcher, Settings
+from sysadmd.dispatcher.database import SyncWorker, fire, run_batch
 from sysadmd.dispatcher.job import DispatcherUnavailable, Job
 from sysadmd.dispatcher.queue import parse_queues
-from sysadmd.dispatcher.database import SyncWorker, fire, run_batch
 from sysadmd.dispatcher.store import Store, Unwritable
 from sysadmd.protocol.envelope import RequestError
 from tests.unit.dispatcher_fakes import ENV, Caller, FakeProcessReactor, result_of

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from sysadmd.dispatcher.job import DispatcherUnavailable
 from sysadmd.dispatcher.database import ThreadWorker, connect
+from sysadmd.dispatcher.job import DispatcherUnavailable
 from tests.unit.dispatcher_fakes import FakeProcessReactor, make_dispatcher, result_of, states
 
 DAY = 86400.0

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from sysadmd.util import files
 from sysadmd.auth.filestore import CachedFile
+from sysadmd.util import files
 from sysadmd.util.files import atomic_write, make_private_dirs
 
 

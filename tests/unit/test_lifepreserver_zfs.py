@@ -10,10 +10,10 @@ from zope.interface.verify import verifyObject
 
 from sysadmd.config import ConfigErrors
 from sysadmd.events.context import SourceContext
-from sysadmd.taps.discovery import discover_sources
 from sysadmd.interfaces import IEventSource, IEventSourceFactory
 from sysadmd.lifepreserver.snapshots import ZfsSnapshotBackend
 from sysadmd.plugins.lifepreserver_source import life_preserver
+from sysadmd.taps.discovery import discover_sources
 from sysadmd.taps.sections import load_daemon_config
 from tests.unit.process_fakes import FakeProcessReactor, answer, hang
 

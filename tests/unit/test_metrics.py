@@ -13,13 +13,13 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from sysadmd.server.admission import Admission
-from sysadmd.taps import daemon as tap
 from sysadmd.config import ConfigErrors
 from sysadmd.dispatcher.queue import JobQueue
+from sysadmd.server.admission import Admission
+from sysadmd.taps import daemon as tap
+from sysadmd.taps.sections import load_daemon_config
 from sysadmd.web.metrics import Metrics, SysadmdCollector, registry_for
 from sysadmd.web.site import Health, build_site
-from sysadmd.taps.sections import load_daemon_config
 from tests.unit.test_protocol import Daemon
 
 

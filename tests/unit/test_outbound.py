@@ -6,11 +6,11 @@ import pytest
 from twisted.internet.interfaces import IPushProducer
 from zope.interface.verify import verifyObject
 
+from sysadmd.channel.outbound import DISCONNECT, DROP, Outbound, queued_size
 from sysadmd.events.hub import Event, SourceChannel
 from sysadmd.events.retention import Retention, SystemClock
 from sysadmd.protocol import envelope
 from sysadmd.protocol.framing import prepare_text
-from sysadmd.channel.outbound import DISCONNECT, DROP, Outbound, queued_size
 
 
 class Harness:
