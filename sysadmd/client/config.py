@@ -24,10 +24,10 @@ import os
 from sysadmd.client.errors import ClientError
 
 SECTION = "client"
-# Read by the fleet commands themselves (sysadmd.client.fleet.settings).
-OTHER_SECTIONS = ("fleet",)
 KEYS = ("url", "user", "token_file", "key", "fingerprint", "bridge", "server")
 PATH_KEYS = ("token_file", "key")
+#: Every section of the file: ``[fleet]`` is read by sysadmd.client.fleet.settings.
+SECTIONS = ("client", "fleet")
 
 
 def default_path(environ=None):
@@ -39,30 +39,35 @@ def default_path(environ=None):
     return os.path.join(base, "sysadm", "client.ini")
 
 
-def parse_defaults(text, source="<string>"):
-    """The ``[client]`` values of ini ``text`` as a dict (paths with ``~`` expanded);
-    :class:`ClientError` naming ``source`` for anything wrong."""
+def parse_section(text, source, section, keys, path_keys=()):
+    """The values of ``[section]`` in ini ``text`` as a dict (empty ones left out, those
+    of ``path_keys`` with ``~`` expanded). The other :data:`SECTIONS` are skipped;
+    :class:`ClientError` naming ``source``, section and key for a syntax error, an
+    unknown section or an unknown key."""
     parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
     try:
         parser.read_string(text, source=source)
     except configparser.Error as e:
         raise ClientError(f"{source}: {_one_line(e)}") from None
     values = {}
-    for section in parser.sections():
-        if section in OTHER_SECTIONS:
+    for name in parser.sections():
+        if name not in SECTIONS:
+            known = ", ".join(f"[{known}]" for known in SECTIONS)
+            raise ClientError(f"{source}: unknown section [{name}] (known: {known})")
+        if name != section:
             continue
-        if section != SECTION:
-            known = ", ".join(f"[{name}]" for name in (SECTION,) + OTHER_SECTIONS)
-            raise ClientError(f"{source}: unknown section [{section}] (known: {known})")
-        for key, value in parser.items(section):
-            if key not in KEYS:
-                raise ClientError(
-                    f"{source}: [{SECTION}] {key}: unknown key (known: {', '.join(KEYS)})"
-                )
+        for key, value in parser.items(name):
+            if key not in keys:
+                raise ClientError(f"{source}: [{section}] {key}: unknown key (known: {', '.join(keys)})")
             value = value.strip()
             if value:
-                values[key] = os.path.expanduser(value) if key in PATH_KEYS else value
+                values[key] = os.path.expanduser(value) if key in path_keys else value
     return values
+
+
+def parse_defaults(text, source="<string>"):
+    """The ``[client]`` values of ini ``text`` (see :func:`parse_section`)."""
+    return parse_section(text, source, SECTION, KEYS, PATH_KEYS)
 
 
 def _one_line(error):

@@ -15,20 +15,17 @@ The file is the ``sysadm`` one (``~/.config/sysadm/client.ini``, or ``--config``
 where ``ps`` would show it.
 """
 
-import configparser
 import os
 import ssl
 from dataclasses import dataclass
 from typing import List, Optional
 
-from sysadmd.client.config import read_defaults_file
+from sysadmd.client.config import parse_section, read_defaults_file
 from sysadmd.client.errors import ClientError
 
 SECTION = "fleet"
 KEYS = ("nats", "user", "password_file", "ca")
 PATH_KEYS = ("password_file", "ca")
-#: Sections of the same file that belong to someone else.
-OTHER_SECTIONS = ("client",)
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 PASSWORD_ENV = "SYSADM_NATS_PASSWORD"
 
@@ -62,27 +59,9 @@ class Settings:
 def parse_fleet_defaults(text, source="<string>"):
     """The ``[fleet]`` values of ini ``text`` (paths with ``~`` expanded, ``nats`` a list);
     :class:`ClientError` naming ``source``, section and key for anything unknown."""
-    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
-    try:
-        parser.read_string(text, source=source)
-    except configparser.Error as e:
-        raise ClientError(f"{source}: {' '.join(str(e).split())}") from None
-    values = {}
-    for section in parser.sections():
-        if section in OTHER_SECTIONS:
-            continue
-        if section != SECTION:
-            raise ClientError(f"{source}: unknown section [{section}] (known: [client], [fleet])")
-        for key, value in parser.items(section):
-            if key not in KEYS:
-                raise ClientError(f"{source}: [{SECTION}] {key}: unknown key (known: {', '.join(KEYS)})")
-            value = value.strip()
-            if not value:
-                continue
-            if key == "nats":
-                values[key] = value.replace(",", " ").split()
-            else:
-                values[key] = os.path.expanduser(value) if key in PATH_KEYS else value
+    values = parse_section(text, source, SECTION, KEYS, PATH_KEYS)
+    if "nats" in values:
+        values["nats"] = values["nats"].replace(",", " ").split()
     return values
 
 
