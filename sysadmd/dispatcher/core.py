@@ -284,10 +284,22 @@ class Dispatcher:
         if job is not None:
             if job.state == PENDING:
                 return defer.succeed(events.process_details(job))
-            # Memory holds only the logs' tails; the output file has them all.
-            return self._store.file_logs(job).addCallback(lambda logs: _details_with(job, logs))
+            return self._live_details(job)
         d = self._store.details(job_id)
         return d.addCallback(lambda found: None if found is None else events.process_details(found))
+
+    def _live_details(self, job):
+        # Memory holds only the logs' tails; the output file has them all. It is read off
+        # the reactor thread: should the job move on meanwhile (a command ends, the job
+        # finishes), that read may lack what came since, so it is read again.
+        seen = _progress(job)
+
+        def read(logs):
+            if _progress(job) != seen:
+                return self._live_details(job)
+            return _details_with(job, logs)
+
+        return self._store.file_logs(job).addCallback(read)
 
     def find_job(self, job_id):
         """A Deferred of the live job named ``job_id``, else of the newest recorded one
@@ -322,6 +334,11 @@ class Dispatcher:
     def history(self, limit):
         """A Deferred of up to ``limit`` finished jobs, newest first (no logs)."""
         return self._store.history(limit).addCallback(lambda jobs: [events.summary(j) for j in jobs])
+
+
+def _progress(job):
+    """What changes as ``job`` moves on: its state and each command's end."""
+    return job.state, job.current, len(job.return_codes)
 
 
 def _details_with(job, logs):

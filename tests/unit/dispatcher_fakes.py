@@ -17,9 +17,10 @@ ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
 
 
 def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, head_bytes=HEAD_BYTES,
-                    **settings):
-    """A started dispatcher on a SyncWorker store in ``tmp_path`` with its output files in
-    ``tmp_path/output``, its events collected; returns ``(reactor, dispatcher, events)``."""
+                    worker=SyncWorker, **settings):
+    """A started dispatcher on a ``worker`` (SyncWorker) store in ``tmp_path`` with its
+    output files in ``tmp_path/output``, its events collected; returns ``(reactor,
+    dispatcher, events)``."""
     reactor = reactor or FakeProcessReactor()
     settings.setdefault("env", dict(ENV))
     settings.setdefault("cwd", str(tmp_path))
@@ -27,7 +28,7 @@ def make_dispatcher(tmp_path, queues="no_queue:0 pkg_queue:1", reactor=None, hea
     path = str(tmp_path / "dispatcher.sqlite")
     outputs = OutputDirectory(str(tmp_path / "output"), config.max_output_bytes, head_bytes)
     outputs.open()
-    store = Store(lambda: SyncWorker(path), config.store_log_bytes, outputs)
+    store = Store(lambda: worker(path), config.store_log_bytes, outputs)
     dispatcher = Dispatcher(reactor, store, config, outputs)
     events = []
     dispatcher.add_listener(events.append)

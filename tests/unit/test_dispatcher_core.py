@@ -3,8 +3,10 @@
 import os
 
 import pytest
+from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 
+from sysadmd.dispatcher.database import SyncWorker
 from sysadmd.dispatcher.events import iso_time
 from sysadmd.dispatcher.job import DuplicateJob, InvalidJob
 from sysadmd.dispatcher.scheduler import ANNOUNCE_PER_TURN
@@ -395,6 +397,55 @@ def test_event_logs_keep_the_tail_with_a_marker(tmp_path):
     process.exit(0)
     full = result_of(dispatcher.details("j"))
     assert full["seq 100"] == "0123456789abcdefghij"
+
+
+class LateWorker(SyncWorker):
+    """A SyncWorker whose results arrive late while ``late`` is set: the work is done
+    at once (as the thread does it, at the request), its answer only at :meth:`deliver`
+    (as the thread's answer comes back a reactor turn or more later)."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.late = False
+        self.held = []
+
+    def run(self, function, *args):
+        done = super().run(function, *args)
+        if not self.late:
+            return done
+        answer = defer.Deferred()
+        self.held.append((done, answer))
+        return answer
+
+    def deliver(self):
+        held, self.held = self.held, []
+        for done, answer in held:
+            done.chainDeferred(answer)
+
+
+def test_a_log_read_overtaken_by_the_job_reads_again(tmp_path):
+    """The log of a running job is read from its output file off the reactor thread;
+    should the job move on before the answer is back (here: its last command writes and
+    the job finishes), the reply is not the old read under the new state (finished,
+    without the last command's output): the file is read again."""
+    workers = []
+    reactor, dispatcher, events = make_dispatcher(
+        tmp_path, worker=lambda path: workers.append(LateWorker(path)) or workers[-1])
+    dispatcher.submit("j", ["echo a", "env"])
+    reactor.processes[0].write(b"a\n")
+    reactor.processes[0].exit(0)
+    [worker] = workers
+    worker.late = True
+    asked = dispatcher.details("j")
+    reactor.processes[1].write(b"PATH=/usr/bin\n")
+    reactor.processes[1].exit(0)
+    assert states(events, "j")[-1] == "finished"
+    worker.late = False
+    worker.deliver()
+    details = result_of(asked)
+    assert details["state"] == "finished"
+    assert (details["echo a"], details["env"]) == ("a\n", "PATH=/usr/bin\n")
+    assert details["return_codes/env"] == "0"
 
 
 def test_stored_log_keeps_the_tail_up_to_store_log_bytes(tmp_path):
